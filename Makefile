@@ -1,0 +1,52 @@
+# Two commands set up everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv run test test-fast lint format bench constraints clean
+
+$(STAMP): pyproject.toml constraints.txt packaging/en_core_web_sm/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip==25.2"
+	# CPU torch first, from the wheel on disk: anything else pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]" ./packaging/en_core_web_sm
+	# unstructured imports unstructured-inference even for fast PDF parsing; its own timm
+	# dependency drags in a torchvision that cannot load beside the CPU torch, so install it
+	# alone. Only the `hi_res` strategy (hub models, unusable offline) needs what is skipped.
+	$(BIN)/pip install -q --no-deps "unstructured-inference==1.6.14"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/ragctl ingest sample_corpus
+	$(BIN)/ragctl dev
+
+test: venv
+	$(BIN)/pytest
+
+test-fast: venv
+	$(BIN)/pytest -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv
+	$(BIN)/python bench/ingest.py
+
+constraints: venv
+	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(en_core_web_sm|unstructured-inference)[= @]' | sed 's/+cpu$$//'; } > constraints.new
+	mv constraints.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .rag

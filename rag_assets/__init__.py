@@ -1,0 +1,1 @@
+"""Dagster definitions over rag_core: the control plane of the indexing pipeline."""

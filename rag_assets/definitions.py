@@ -1,0 +1,13 @@
+"""The code location: every domain's definitions merged, with the environment's resources."""
+
+import dagster as dg
+
+from rag_assets import documents
+from rag_assets.resources import RagResource
+
+
+def build_defs(rag: RagResource) -> dg.Definitions:
+    return dg.Definitions.merge(documents.defs, dg.Definitions(resources={"rag": rag}))
+
+
+defs = build_defs(RagResource())

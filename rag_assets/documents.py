@@ -1,0 +1,235 @@
+"""Document indexing: raw → parsed → chunks → embeddings → index, one partition per
+document version (`<doc_id>@<version>`), with discovery turning new sources into runs.
+
+Every asset handles all partitions of its run at once (single-run backfill policy), so a bulk
+ingest or a backfill pays Dagster's run start-up once and embeds in full batches.
+"""
+
+import time
+import warnings
+from typing import Any
+
+import dagster as dg
+
+from rag_assets.resources import RagResource
+from rag_core import pipeline
+from rag_core.documents import DocumentVersion, capture_raw, discover, read_manifest
+from rag_core.ids import partition_key, split_partition_key
+from rag_core.index import ChunkIndex
+from rag_core.objectstore import ObjectStore
+
+# The single-run backfill policy is marked beta; it is the point of this design, so say it once.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
+
+PARTITIONS_NAME = "document_versions"
+document_versions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
+
+_PARTITIONED: dict[str, Any] = {
+    "partitions_def": document_versions,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "group_name": "documents",
+}
+
+
+def _manifests(context: dg.AssetExecutionContext, store: ObjectStore) -> list[DocumentVersion]:
+    """Manifests of the run's partitions in order; keys without one are logged and skipped."""
+    manifests = []
+    for key in context.partition_keys:
+        try:
+            manifests.append(read_manifest(store, *split_partition_key(key)))
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            context.log.warning(f"skipping partition {key}: no manifest ({exc})")
+    return manifests
+
+
+@dg.asset(**_PARTITIONED, kinds={"s3"})
+def raw_document(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
+    """The bytes of each document version, copied from the sources into `raw/`."""
+    store = rag.store()
+    manifests = _manifests(context, store)
+    missing = [m.partition_key for m in manifests if not capture_raw(store, m)]
+    for key in missing:
+        context.log.warning(f"{key}: the source no longer holds this version")
+    return dg.MaterializeResult(
+        metadata={
+            "documents": len(manifests),
+            "bytes": sum(m.size for m in manifests),
+            "missing_sources": len(missing),
+        }
+    )
+
+
+@dg.asset(**_PARTITIONED, deps=[raw_document], kinds={"python"})
+def parsed_document(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
+    """Elements of each version (unstructured, offline); unparseable files are recorded."""
+    store = rag.store()
+    manifests = _manifests(context, store)
+    failures = []
+    for manifest in manifests:
+        parsed = pipeline.parse_version(store, manifest)
+        if not parsed.ok:
+            failures.append({"partition": manifest.partition_key, "reason": parsed.error})
+            context.log.warning(f"{manifest.partition_key} not parsed: {parsed.error}")
+    return dg.MaterializeResult(
+        metadata={
+            "documents": len(manifests),
+            "parsed": len(manifests) - len(failures),
+            "failed": len(failures),
+            "failures": dg.MetadataValue.json(failures),
+        }
+    )
+
+
+@dg.asset(**_PARTITIONED, deps=[parsed_document], kinds={"python"})
+def chunks(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
+    """Title-aware chunks with deterministic ids."""
+    settings = rag.settings()
+    store = rag.store()
+    counts = [
+        len(
+            pipeline.chunk_version(
+                store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap
+            ).chunks
+        )
+        for manifest in _manifests(context, store)
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "documents": len(counts),
+            "chunks": sum(counts),
+            "chunk_size": settings.chunk_size,
+            "chunk_overlap": settings.chunk_overlap,
+        }
+    )
+
+
+@dg.asset(**_PARTITIONED, deps=[chunks], kinds={"pytorch"})
+def embeddings(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
+    """Sentence embeddings of every chunk, batched across all versions of the run."""
+    store = rag.store()
+    embedder = rag.embedder()
+    started = time.perf_counter()
+    embedded = pipeline.embed_versions(store, embedder, _manifests(context, store))
+    seconds = time.perf_counter() - started
+    return dg.MaterializeResult(
+        metadata={
+            "chunks": embedded,
+            "model": embedder.model_name,
+            "dimension": embedder.dimension,
+            "chunks_per_second": round(embedded / seconds, 1) if seconds else 0.0,
+        }
+    )
+
+
+INDEX_CHECKS = [
+    dg.AssetCheckSpec("vector_dimension", asset="index", description="Vectors match the model."),
+    dg.AssetCheckSpec("no_empty_chunks", asset="index", description="No chunk without text."),
+    dg.AssetCheckSpec(
+        "rows_match_live_chunks",
+        asset="index",
+        description="The table holds exactly the chunks of live document versions.",
+    ),
+]
+
+
+@dg.asset(**_PARTITIONED, deps=[embeddings], kinds={"lancedb"}, check_specs=INDEX_CHECKS)
+def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
+    """Chunks and vectors in the LanceDB `chunks` table, with its full-text index. The new
+    version is written before older ones are retired (rows, artifacts, then partitions)."""
+    settings = rag.settings()
+    store = rag.store()
+    chunk_index = rag.index()
+    dimension = rag.embedder().dimension
+    manifests = _manifests(context, store)
+    result = pipeline.index_versions(
+        store, chunk_index, manifests, dimension=dimension, keep_versions=settings.keep_versions
+    )
+    for doc_id, version in result.retired:
+        context.instance.delete_dynamic_partition(PARTITIONS_NAME, partition_key(doc_id, version))
+    stats = chunk_index.stats()
+    return dg.MaterializeResult(
+        metadata={
+            "inserted_chunks": result.inserted,
+            "retired_versions": len(result.retired),
+            "table_version": stats.table_version,
+            "table_chunks": stats.chunks,
+            "table_documents": stats.documents,
+        },
+        check_results=_index_checks(context, store, chunk_index, manifests, dimension),
+    )
+
+
+def _index_checks(
+    context: dg.AssetExecutionContext,
+    store: ObjectStore,
+    chunk_index: ChunkIndex,
+    manifests: list[DocumentVersion],
+    dimension: int,
+) -> list[dg.AssetCheckResult]:
+    table = chunk_index.table()
+    if table is None:  # nothing indexed yet: every version of the run had no chunks
+        table_dimension, empty = dimension, 0
+    else:
+        table_dimension = table.schema.field("vector").type.list_size
+        empty = table.count_rows("char_length(trim(text)) = 0")
+    live_partitions = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    live = chunk_index.live_versions()
+    orphaned = [pair for pair in live if partition_key(*pair) not in live_partitions]
+    mismatched = [
+        m.partition_key
+        for m in manifests
+        if (m.doc_id, m.version) in live
+        and live[(m.doc_id, m.version)] != len(pipeline.read_chunks(store, m).chunks)
+    ]
+    return [
+        dg.AssetCheckResult(
+            check_name="vector_dimension",
+            passed=table_dimension == dimension,
+            metadata={"table": table_dimension, "model": dimension},
+        ),
+        dg.AssetCheckResult(
+            check_name="no_empty_chunks", passed=empty == 0, metadata={"empty_chunks": empty}
+        ),
+        dg.AssetCheckResult(
+            check_name="rows_match_live_chunks",
+            passed=not orphaned and not mismatched,
+            metadata={
+                "versions_without_partition": len(orphaned),
+                "versions_with_wrong_row_count": len(mismatched),
+            },
+        ),
+    ]
+
+
+ingest_documents = dg.define_asset_job(
+    "ingest_documents",
+    selection=dg.AssetSelection.groups("documents"),
+    partitions_def=document_versions,
+)
+
+
+@dg.sensor(
+    job=ingest_documents,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def document_discovery_sensor(
+    context: dg.SensorEvaluationContext, rag: RagResource
+) -> dg.SensorResult:
+    """New or changed sources become partitions and runs; the run key is the partition key,
+    so a version is never launched twice."""
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    new_keys = [v.partition_key for v in discover(rag.store()) if v.partition_key not in known]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=key, partition_key=key) for key in new_keys],
+        dynamic_partitions_requests=[document_versions.build_add_request(new_keys)]
+        if new_keys
+        else [],
+    )
+
+
+defs = dg.Definitions(
+    assets=[raw_document, parsed_document, chunks, embeddings, index],
+    jobs=[ingest_documents],
+    sensors=[document_discovery_sensor],
+)

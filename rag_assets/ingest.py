@@ -1,0 +1,65 @@
+"""Bulk ingestion in one Dagster run: what `ragctl ingest` and benchmarks call.
+
+New versions become partitions, then a single run materializes them all, recorded in the
+same instance the Dagster UI reads, so the runs show there like any other.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from rag_assets.definitions import build_defs
+from rag_assets.documents import PARTITIONS_NAME, ingest_documents
+from rag_assets.resources import RagResource
+from rag_core.documents import discover
+from rag_core.services import object_store
+from rag_core.settings import Settings
+
+
+def local_instance(settings: Settings) -> dg.DagsterInstance:
+    """The instance under DAGSTER_HOME (its dagster.yaml, or SQLite defaults)."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+
+
+def register_versions(instance: dg.DagsterInstance, keys: Sequence[str]) -> list[str]:
+    """Add partitions for keys the instance lacks; returns the added keys in order."""
+    known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    new_keys = list(dict.fromkeys(key for key in keys if key not in known))
+    if new_keys:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, new_keys)
+    return new_keys
+
+
+def materialize_versions(
+    settings: Settings, instance: dg.DagsterInstance, keys: Sequence[str]
+) -> bool:
+    """Run the indexing job once over `keys`, which must be contiguous in partition order
+    (as freshly registered keys are); returns whether the run succeeded."""
+    if not keys:
+        return True
+    job = build_defs(RagResource.for_settings(settings)).resolve_job_def(ingest_documents.name)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        raise_on_error=False,
+        # Events go to the instance either way; keep the console for the caller's own output.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    return result.success
+
+
+def ingest_sources(
+    settings: Settings, instance: dg.DagsterInstance, source_keys: Sequence[str] | None = None
+) -> list[str]:
+    """Discover versions of the given sources (all when None), index the new ones in one run,
+    and return their partition keys."""
+    versions = discover(object_store(settings), source_keys)
+    new_keys = register_versions(instance, [v.partition_key for v in versions])
+    if not materialize_versions(settings, instance, new_keys):
+        raise RuntimeError("the indexing run failed; see the run in the Dagster UI")
+    return new_keys

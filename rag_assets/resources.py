@@ -1,0 +1,45 @@
+import dagster as dg
+
+from rag_core import services
+from rag_core.embedding import Embedder
+from rag_core.index import ChunkIndex
+from rag_core.objectstore import ObjectStore
+from rag_core.settings import Settings
+
+
+class RagResource(dg.ConfigurableResource):
+    """Storage and models of the platform. Unset fields fall back to `RAG_*` settings, so the
+    same definitions run on embedded defaults locally and on S3 in production."""
+
+    home: str | None = None
+    object_store_uri: str | None = None
+    index_uri: str | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "RagResource":
+        return cls(
+            home=str(settings.home),
+            object_store_uri=settings.object_store_uri,
+            index_uri=settings.index_uri,
+        )
+
+    def settings(self) -> Settings:
+        overrides = {
+            name: value
+            for name, value in (
+                ("home", self.home),
+                ("object_store_uri", self.object_store_uri),
+                ("index_uri", self.index_uri),
+            )
+            if value
+        }
+        return Settings(**overrides)  # type: ignore[arg-type]
+
+    def store(self) -> ObjectStore:
+        return services.object_store(self.settings())
+
+    def index(self) -> ChunkIndex:
+        return services.chunk_index(self.settings())
+
+    def embedder(self) -> Embedder:
+        return services.embedder(self.settings())

@@ -1,0 +1,118 @@
+"""Document versions: how sources in the object store become partitions, and the artifacts
+each pipeline stage leaves behind under keys named by ids only."""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, Field
+
+from rag_core.ids import doc_id_for, partition_key, version_for
+from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
+
+ARTIFACT_PREFIXES = ("manifests", "raw", "parsed", "failures", "chunks", "embeddings")
+
+
+class DocumentVersion(BaseModel):
+    """Manifest of one document version: where it came from and when it was first seen."""
+
+    doc_id: str
+    version: str
+    source_key: str
+    source_uri: str
+    size: int
+    discovered_at: datetime
+    acl: list[str] = Field(default_factory=list)
+    subjects: list[str] = Field(default_factory=list)
+
+    @property
+    def partition_key(self) -> str:
+        return partition_key(self.doc_id, self.version)
+
+    @property
+    def file_name(self) -> str:
+        return PurePosixPath(self.source_key).name
+
+
+def artifact_key(stage: str, doc_id: str, version: str) -> str:
+    suffix = {"raw": "", "embeddings": ".npy"}
+    return f"{stage}/{doc_id}/{version}{suffix.get(stage, '.json')}"
+
+
+def read_manifest(store: ObjectStore, doc_id: str, version: str) -> DocumentVersion:
+    return DocumentVersion.model_validate_json(
+        store.get(artifact_key("manifests", doc_id, version))
+    )
+
+
+def plan_sources(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """(file, source key) for files and folders (recursively) to add to the store.
+
+    A file keeps its path relative to the folder it was given from, so `guide/install.html`
+    stays distinguishable from `api/install.html`.
+    """
+    planned = []
+    for path in paths:
+        path = path.expanduser().resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        base = path if path.is_dir() else path.parent
+        planned += [
+            (file, f"{SOURCES_PREFIX}/{file.relative_to(base).as_posix()}") for file in files
+        ]
+    return planned
+
+
+def add_sources(store: ObjectStore, paths: Iterable[Path]) -> list[str]:
+    """Copy files into the store's sources; returns the keys written."""
+    planned = plan_sources(paths)
+    for file, key in planned:
+        store.put(key, file.read_bytes())
+    return [key for _, key in planned]
+
+
+def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[DocumentVersion]:
+    """The current version of every source (or of `keys`), writing manifests for new ones."""
+    if keys is None:
+        keys = [obj.key for obj in store.list(SOURCES_PREFIX)]
+    versions = []
+    for key in keys:
+        content = store.get(key)
+        source_uri = store.uri_for(key)
+        doc_id, version = doc_id_for(source_uri), version_for(content)
+        manifest_key = artifact_key("manifests", doc_id, version)
+        if store.exists(manifest_key):
+            versions.append(read_manifest(store, doc_id, version))
+            continue
+        manifest = DocumentVersion(
+            doc_id=doc_id,
+            version=version,
+            source_key=key,
+            source_uri=source_uri,
+            size=len(content),
+            discovered_at=datetime.now(UTC),
+        )
+        store.put(manifest_key, manifest.model_dump_json().encode())
+        versions.append(manifest)
+    return versions
+
+
+def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:
+    """Copy the version's bytes to `raw/`; False when the source no longer holds that version."""
+    raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
+    if store.exists(raw_key):
+        return True
+    if not store.exists(manifest.source_key):
+        return False
+    content = store.get(manifest.source_key)
+    if version_for(content) != manifest.version:
+        return False
+    store.put(raw_key, content)
+    return True
+
+
+def remove_artifacts(store: ObjectStore, doc_id: str, version: str) -> None:
+    """Delete everything the pipeline derived from one version (used when it is retired)."""
+    for stage in reversed(ARTIFACT_PREFIXES):
+        store.delete(artifact_key(stage, doc_id, version))

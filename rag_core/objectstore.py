@@ -1,0 +1,93 @@
+"""Object store over a local folder or S3, through pyarrow's filesystem layer.
+
+Keys are `/`-separated paths relative to the store root. The layout the platform keeps:
+
+    documents/<relative path>          sources, as people and producers put them
+    manifests/<doc_id>/<version>.json  where a document version came from
+    raw/<doc_id>/<version>             the bytes of that version
+    parsed/<doc_id>/<version>.json     parsed elements, or the reason parsing failed
+    failures/<doc_id>/<version>.json   versions that could not be parsed, and why
+    chunks/<doc_id>/<version>.json     chunk records
+    embeddings/<doc_id>/<version>.npy  chunk vectors, in chunk order
+
+Everything derived from a document lives under keys named by opaque ids only.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+SOURCES_PREFIX = "documents"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime | None
+
+
+class ObjectStore:
+    def __init__(
+        self, uri: str, *, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1"
+    ):
+        self.uri = uri.rstrip("/")
+        if self.uri.startswith("s3://"):
+            bucket_and_prefix = self.uri.removeprefix("s3://")
+            self._fs: pafs.FileSystem = pafs.S3FileSystem(
+                endpoint_override=s3_endpoint_url,
+                region=s3_region,
+                scheme="http"
+                if s3_endpoint_url and s3_endpoint_url.startswith("http:")
+                else "https",
+            )
+            self._root = bucket_and_prefix
+        else:
+            root = Path(self.uri).expanduser().resolve()
+            root.mkdir(parents=True, exist_ok=True)
+            self._fs = pafs.LocalFileSystem()
+            self._root = str(root)
+            self.uri = root.as_uri()
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{key.lstrip('/')}"
+
+    def uri_for(self, key: str) -> str:
+        return f"{self.uri}/{key.lstrip('/')}"
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write atomically enough for readers: write a sibling, then move into place."""
+        path = self._path(key)
+        self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        if isinstance(self._fs, pafs.LocalFileSystem):
+            staging = f"{path}.partial"
+            with self._fs.open_output_stream(staging) as out:
+                out.write(data)
+            self._fs.move(staging, path)
+        else:
+            with self._fs.open_output_stream(path) as out:
+                out.write(data)
+
+    def get(self, key: str) -> bytes:
+        with self._fs.open_input_stream(self._path(key)) as stream:
+            return bytes(stream.read())
+
+    def exists(self, key: str) -> bool:
+        return self._fs.get_file_info(self._path(key)).type == pafs.FileType.File
+
+    def delete(self, key: str) -> None:
+        if self.exists(key):
+            self._fs.delete_file(self._path(key))
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        """Files under `prefix`, sorted by key; an absent prefix lists nothing."""
+        selector = pafs.FileSelector(self._path(prefix), recursive=True, allow_not_found=True)
+        start = len(self._root) + 1
+        objects = [
+            StoredObject(key=info.path[start:], size=info.size or 0, modified=info.mtime)
+            for info in self._fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and not info.path.endswith(".partial")
+        ]
+        return sorted(objects, key=lambda obj: obj.key)

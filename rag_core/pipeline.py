@@ -1,0 +1,142 @@
+"""The indexing stages over document versions, each reading the previous stage's artifact
+from the object store and writing its own. Dagster assets are thin wrappers over these;
+every stage is idempotent, so a replay or a backfill reproduces the same artifacts."""
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel
+
+from rag_core.chunking import Chunk, chunk_document
+from rag_core.documents import DocumentVersion, artifact_key, remove_artifacts
+from rag_core.embedding import Embedder
+from rag_core.index import ChunkIndex, chunk_schema
+from rag_core.objectstore import ObjectStore
+from rag_core.parsing import ParsedDocument, parse_document
+
+
+class ChunkSet(BaseModel):
+    title: str
+    chunks: list[Chunk]
+
+
+def parse_version(store: ObjectStore, manifest: DocumentVersion) -> ParsedDocument:
+    raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
+    if store.exists(raw_key):
+        parsed = parse_document(store.get(raw_key), manifest.file_name)
+    else:
+        parsed = ParsedDocument(
+            title=manifest.file_name, error="raw bytes missing: the source changed before capture"
+        )
+    store.put(
+        artifact_key("parsed", manifest.doc_id, manifest.version), parsed.model_dump_json().encode()
+    )
+    if not parsed.ok:
+        failure = {"doc_id": manifest.doc_id, "version": manifest.version, "reason": parsed.error}
+        store.put(
+            artifact_key("failures", manifest.doc_id, manifest.version),
+            json.dumps(failure).encode(),
+        )
+    return parsed
+
+
+def parse_failures(store: ObjectStore) -> list[dict[str, str]]:
+    """Versions that could not be parsed, with the reason (no file names or content)."""
+    return [json.loads(store.get(obj.key)) for obj in store.list("failures")]
+
+
+def chunk_version(
+    store: ObjectStore, manifest: DocumentVersion, *, size: int, overlap: int
+) -> ChunkSet:
+    parsed = ParsedDocument.model_validate_json(
+        store.get(artifact_key("parsed", manifest.doc_id, manifest.version))
+    )
+    chunks = chunk_document(parsed, manifest.doc_id, manifest.version, size=size, overlap=overlap)
+    chunk_set = ChunkSet(title=parsed.title, chunks=chunks)
+    store.put(
+        artifact_key("chunks", manifest.doc_id, manifest.version),
+        chunk_set.model_dump_json().encode(),
+    )
+    return chunk_set
+
+
+def read_chunks(store: ObjectStore, manifest: DocumentVersion) -> ChunkSet:
+    return ChunkSet.model_validate_json(
+        store.get(artifact_key("chunks", manifest.doc_id, manifest.version))
+    )
+
+
+def read_vectors(store: ObjectStore, manifest: DocumentVersion) -> np.ndarray:
+    data = store.get(artifact_key("embeddings", manifest.doc_id, manifest.version))
+    vectors: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    return vectors
+
+
+def embed_versions(
+    store: ObjectStore, embedder: Embedder, manifests: Sequence[DocumentVersion]
+) -> int:
+    """Embed the chunks of many versions in one batch (the model is the bottleneck, and it is
+    fastest fed full batches); returns the number of chunks embedded."""
+    chunk_sets = [read_chunks(store, manifest) for manifest in manifests]
+    vectors = embedder.embed([chunk.text for cs in chunk_sets for chunk in cs.chunks])
+    offset = 0
+    for manifest, chunk_set in zip(manifests, chunk_sets, strict=True):
+        count = len(chunk_set.chunks)
+        buffer = io.BytesIO()
+        np.save(buffer, vectors[offset : offset + count], allow_pickle=False)
+        store.put(artifact_key("embeddings", manifest.doc_id, manifest.version), buffer.getvalue())
+        offset += count
+    return offset
+
+
+def version_rows(store: ObjectStore, manifest: DocumentVersion, dimension: int) -> pa.Table:
+    """The index rows of one version, from its chunk and embedding artifacts."""
+    chunk_set = read_chunks(store, manifest)
+    vectors = read_vectors(store, manifest)
+    chunks = chunk_set.chunks
+    return pa.table(
+        {
+            "chunk_id": [c.chunk_id for c in chunks],
+            "doc_id": [manifest.doc_id] * len(chunks),
+            "version": [manifest.version] * len(chunks),
+            "position": [c.position for c in chunks],
+            "text": [c.text for c in chunks],
+            "vector": [v.tolist() for v in vectors],
+            "source_uri": [manifest.source_uri] * len(chunks),
+            "title": [chunk_set.title] * len(chunks),
+            "section": [c.section for c in chunks],
+            "page": [c.page for c in chunks],
+            "acl": [manifest.acl] * len(chunks),
+            "subjects": [manifest.subjects] * len(chunks),
+            "ingested_at": [manifest.discovered_at] * len(chunks),
+        },
+        schema=chunk_schema(dimension),
+    )
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    inserted: int
+    retired: list[tuple[str, str]]
+
+
+def index_versions(
+    store: ObjectStore,
+    index: ChunkIndex,
+    manifests: Sequence[DocumentVersion],
+    *,
+    dimension: int,
+    keep_versions: int,
+) -> IndexResult:
+    """Upsert the versions' chunks, then retire versions beyond `keep_versions` per document
+    (index rows first, then their artifacts), so no document is ever missing from the index."""
+    rows = [version_rows(store, manifest, dimension) for manifest in manifests]
+    inserted = index.upsert(pa.concat_tables(rows)) if rows else 0
+    retired = index.retire_versions((m.doc_id for m in manifests), keep_versions)
+    for doc_id, version in retired:
+        remove_artifacts(store, doc_id, version)
+    return IndexResult(inserted=inserted, retired=retired)

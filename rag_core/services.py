@@ -1,0 +1,38 @@
+"""Storage and model handles built from settings, shared by Dagster, the API and the CLI."""
+
+from datetime import UTC, datetime
+
+from rag_core.embedding import Embedder, get_embedder
+from rag_core.index import ChunkIndex
+from rag_core.objectstore import ObjectStore
+from rag_core.pipeline import parse_failures
+from rag_core.schemas import IndexStatus
+from rag_core.settings import Settings
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    return ObjectStore(
+        settings.object_store_uri,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+    )
+
+
+def chunk_index(settings: Settings) -> ChunkIndex:
+    return ChunkIndex(settings)
+
+
+def embedder(settings: Settings) -> Embedder:
+    return get_embedder(settings.embedding_model, settings.embed_batch_size)
+
+
+def index_status(settings: Settings) -> IndexStatus:
+    stats = chunk_index(settings).stats()
+    return IndexStatus(
+        documents=stats.documents,
+        versions=stats.versions,
+        chunks=stats.chunks,
+        index_version=stats.table_version,
+        failed_documents=len(parse_failures(object_store(settings))),
+        checked_at=datetime.now(UTC),
+    )

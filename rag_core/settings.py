@@ -1,0 +1,61 @@
+"""Platform settings: one object, read from `RAG_*` environment variables (or `.env`).
+
+Everything defaults under `RAG_HOME` so a fresh checkout runs on embedded storage; each
+location can be pointed elsewhere (object store and index also accept `s3://` URIs).
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".rag"), description="Root of all embedded storage.")
+    object_store_uri: str = Field(
+        default="", description="Folder or s3:// URI of the object store."
+    )
+    index_uri: str = Field(default="", description="Folder or s3:// URI of the LanceDB database.")
+    warehouse_path: Path = Field(default=Path(), description="DuckDB warehouse file.")
+    cache_dir: Path = Field(default=Path(), description="Local caches.")
+    dagster_home: Path = Field(
+        default=Path(), description="DAGSTER_HOME for the embedded instance."
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO).")
+    s3_region: str = "us-east-1"
+
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="all-MiniLM-L6-v2 (packaged, offline) or a local sentence-transformers folder.",
+    )
+    embed_batch_size: int = Field(default=32, ge=1)
+    chunk_size: int = Field(default=1000, ge=100, description="Target chunk length, characters.")
+    chunk_overlap: int = Field(default=150, ge=0, description="Characters repeated across chunks.")
+    keep_versions: int = Field(default=1, ge=1, description="Indexed versions kept per document.")
+
+    @model_validator(mode="after")
+    def _derive_locations(self) -> "Settings":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_SIZE")
+        self.home = self.home.expanduser().resolve()
+        self.object_store_uri = self.object_store_uri or str(self.home / "objects")
+        self.index_uri = self.index_uri or str(self.home / "lancedb")
+        for name, default in (
+            ("warehouse_path", self.home / "warehouse.duckdb"),
+            ("cache_dir", self.home / "cache"),
+            ("dagster_home", self.home / "dagster"),
+        ):
+            value: Path = getattr(self, name)
+            setattr(self, name, default if value == Path() else value.expanduser().resolve())
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,161 @@
+"""`ragctl`: ingest, search, ask, status, serve, and the whole stack for development.
+
+JSON output (`--json`) has the same shapes as the REST API.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from rag_core import services
+from rag_core.answering import ExtractiveAnswerer
+from rag_core.documents import plan_sources
+from rag_core.retrieval import Retriever
+from rag_core.schemas import MAX_TOP_K, SearchResponse
+from rag_core.settings import get_settings
+
+app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True)
+console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
+TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]
+
+
+def _retriever() -> Retriever:
+    settings = get_settings()
+    return Retriever(services.chunk_index(settings), services.embedder(settings))
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
+    """Copy files or folders into the object store and index them; returns when queryable."""
+    from rag_assets.ingest import ingest_sources, local_instance
+
+    settings = get_settings()
+    store = services.object_store(settings)
+    planned = plan_sources(paths)
+    for file, key in track(planned, description="Copying", console=console):
+        store.put(key, file.read_bytes())
+    with console.status("Indexing new document versions in one Dagster run"):
+        new_keys = ingest_sources(settings, local_instance(settings), [key for _, key in planned])
+    status = services.index_status(settings)
+    console.print(
+        f"{len(planned)} files, {len(new_keys)} new versions indexed; index holds "
+        f"{status.documents} documents, {status.chunks} chunks"
+        + (f"; {status.failed_documents} could not be parsed" if status.failed_documents else "")
+    )
+
+
+@app.command()
+def search(query: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
+    """Chunks nearest to QUERY."""
+    hits = _retriever().search(query, top_k)
+    if json:
+        print(SearchResponse(hits=hits).model_dump_json(indent=2))
+        return
+    table = Table("score", "source", "section", "text")
+    for hit in hits:
+        table.add_row(f"{hit.score:.3f}", hit.source_uri.rsplit("/", 2)[-1], hit.section,
+                      hit.text[:160].replace("\n", " "))  # fmt: skip
+    Console().print(table)
+
+
+@app.command()
+def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
+    """Answer QUESTION from the index, with citations."""
+    response = ExtractiveAnswerer(_retriever()).answer(question, top_k)
+    if json:
+        print(response.model_dump_json(indent=2))
+        return
+    out = Console()
+    out.print(response.answer, f"\n[dim]generator: {response.generator}[/dim]")
+    for citation in response.citations:
+        out.print(f"[{citation.n}] {citation.title} — {citation.source_uri}")
+
+
+@app.command()
+def status(json: JsonOption = False) -> None:
+    """Documents, versions, chunks and index version."""
+    current = services.index_status(get_settings())
+    if json:
+        print(current.model_dump_json(indent=2))
+        return
+    table = Table("documents", "versions", "chunks", "index version", "unparseable")
+    counts = (current.documents, current.versions, current.chunks, current.index_version,
+              current.failed_documents)  # fmt: skip
+    table.add_row(*(str(count) for count in counts))
+    Console().print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the REST API."""
+    import uvicorn
+
+    uvicorn.run("rag_serving.main:create_app", factory=True, host=host, port=port)
+
+
+def _reset_signals() -> None:
+    """Children get default SIGINT/SIGTERM handling, whatever the parent shell ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]], grace_seconds: float = 10.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option()] = 8000,
+    dagster_port: Annotated[int, typer.Option()] = 3000,
+) -> None:
+    """Dagster webserver + daemon + API together, until interrupted."""
+    settings = get_settings()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
+    bin_dir = Path(sys.executable).parent
+    commands = [
+        [str(bin_dir / "dagster-webserver"), "-m", "rag_assets.definitions",
+         "-h", host, "-p", str(dagster_port)],
+        [str(bin_dir / "dagster-daemon"), "run", "-m", "rag_assets.definitions"],
+        [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
+         "--host", host, "--port", str(api_port)],
+    ]  # fmt: skip
+    processes = [
+        subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_reset_signals)
+        for cmd in commands
+    ]
+    console.print(f"Dagster UI http://{host}:{dagster_port}  API http://{host}:{api_port}/docs")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        console.print("[red]a process exited; stopping the others[/red]")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(processes)

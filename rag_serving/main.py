@@ -1,0 +1,34 @@
+"""The API app. Run with `ragctl serve`, or `uvicorn --factory rag_serving.main:create_app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from rag_core import services
+from rag_core.answering import ExtractiveAnswerer
+from rag_core.retrieval import Retriever
+from rag_core.settings import Settings, get_settings
+from rag_serving.routes import health, query, search
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        retriever = Retriever(services.chunk_index(settings), services.embedder(settings))
+        app.state.settings = settings
+        app.state.retriever = retriever
+        app.state.answerer = ExtractiveAnswerer(retriever)
+        yield
+
+    app = FastAPI(
+        title="RAG platform",
+        summary="Search and cited answers over a governed knowledge index.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    for module in (health, search, query):
+        app.include_router(module.router)
+    return app
