@@ -19,10 +19,19 @@ from rag_core.documents import discover
 from rag_core.services import object_store
 from rag_core.settings import Settings
 
+DEFAULT_INSTANCE_CONFIG = """\
+# Embedded instance: SQLite storage under this folder. See docs/production.md for PostgreSQL.
+telemetry:
+  enabled: false
+"""
+
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
-    """The instance under DAGSTER_HOME (its dagster.yaml, or SQLite defaults)."""
+    """The instance under DAGSTER_HOME, created with the embedded defaults when absent."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEFAULT_INSTANCE_CONFIG)
     return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 

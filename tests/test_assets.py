@@ -1,0 +1,208 @@
+"""Dagster definitions, materialized for real into a temporary RAG_HOME."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+from conftest import SAMPLE_CORPUS, ingest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from rag_assets.definitions import defs
+from rag_assets.documents import (
+    PARTITIONS_NAME,
+    chunks,
+    document_discovery_sensor,
+    embeddings,
+    index,
+    parsed_document,
+    raw_document,
+)
+from rag_assets.ingest import local_instance, register_versions
+from rag_assets.resources import RagResource
+from rag_core import services
+from rag_core.documents import add_sources, artifact_key, discover
+from rag_core.settings import Settings
+
+ASSETS = [raw_document, parsed_document, chunks, embeddings, index]
+
+
+def _materialize(settings: Settings, instance: dg.DagsterInstance, keys: list[str]):
+    return dg.materialize(
+        ASSETS,
+        instance=instance,
+        resources={"rag": RagResource.for_settings(settings)},
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+
+
+def _table_rows(settings: Settings) -> list[dict]:
+    table = services.chunk_index(settings).table()
+    assert table is not None
+    return sorted(table.to_arrow().to_pylist(), key=lambda row: row["chunk_id"])
+
+
+def test_definitions_load() -> None:
+    assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == {
+        "raw_document", "parsed_document", "chunks", "embeddings", "index",
+    }  # fmt: skip
+    assert defs.resolve_job_def("ingest_documents") is not None
+    assert defs.resolve_sensor_def("document_discovery_sensor") is not None
+
+
+def test_materialize_partitions_into_lancedb(rag_home: Settings) -> None:
+    store = services.object_store(rag_home)
+    add_sources(store, [SAMPLE_CORPUS / "pip", SAMPLE_CORPUS / "postgresql/tutorial-start.html"])
+    instance = local_instance(rag_home)
+    versions = discover(store)
+    keys = register_versions(instance, [v.partition_key for v in versions])
+    assert len(keys) == 4
+
+    result = _materialize(rag_home, instance, keys)
+
+    assert result.success
+    assert all(check.passed for check in result.get_asset_check_evaluations())
+    materialization = result.asset_materializations_for_node("index")[0]
+    rows = _table_rows(rag_home)
+    assert materialization.metadata["inserted_chunks"].value == len(rows) > 0
+    assert {row["doc_id"] for row in rows} == {v.doc_id for v in versions}
+    sources = {row["source_uri"] for row in rows}
+    assert any(uri.endswith("/documents/getting-started.md") for uri in sources)
+    row = rows[0]
+    assert len(row["vector"]) == 384 and row["text"] and row["title"]
+    assert row["acl"] == [] and row["subjects"] == [] and row["ingested_at"] is not None
+    for key in keys:
+        assert key.split("@")[0] in {v.doc_id for v in versions}
+        assert "/" not in key and "." not in key, "no file names in partition keys"
+
+
+def test_reingesting_the_same_files_changes_nothing(rag_home: Settings) -> None:
+    ingest(rag_home, SAMPLE_CORPUS / "pip")
+    table = services.chunk_index(rag_home).table()
+    version_before, rows_before = table.version, _table_rows(rag_home)
+
+    assert ingest(rag_home, SAMPLE_CORPUS / "pip") == []
+
+    instance = local_instance(rag_home)
+    keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    assert _materialize(rag_home, instance, keys).success, "replaying partitions is a no-op"
+    assert services.chunk_index(rag_home).table().version == version_before
+    assert _table_rows(rag_home) == rows_before
+
+
+def test_changed_file_replaces_old_chunks_without_a_gap(
+    rag_home: Settings, corpus_copy: Path
+) -> None:
+    [old_key] = ingest(rag_home, corpus_copy / "mosquitto-readme.md")
+    doc_id, old_version = old_key.split("@")
+    first_table_version = services.chunk_index(rag_home).table().version
+
+    readme = corpus_copy / "mosquitto-readme.md"
+    readme.write_text(readme.read_text() + "\n\n## Changelog\n\nThe broker now speaks MQTT 5.\n")
+    [new_key] = ingest(rag_home, readme)
+
+    rows = _table_rows(rag_home)
+    assert {row["version"] for row in rows} == {new_key.split("@")[1]}
+    assert any("MQTT 5" in row["text"] for row in rows)
+    instance = local_instance(rag_home)
+    assert instance.get_dynamic_partitions(PARTITIONS_NAME) == [new_key]
+    store = services.object_store(rag_home)
+    assert not store.exists(artifact_key("raw", doc_id, old_version))
+    # Every table version since the first ingest holds the document: new rows came first.
+    table = services.chunk_index(rag_home).table()
+    for entry in table.list_versions():
+        if entry["version"] >= first_table_version:
+            table.checkout(entry["version"])
+            assert table.count_rows(f"doc_id = '{doc_id}'") > 0, entry["version"]
+
+
+def test_keep_versions_keeps_the_newest(
+    rag_home: Settings, corpus_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_KEEP_VERSIONS", "2")
+    settings = Settings()
+    readme = corpus_copy / "mosquitto-readme.md"
+    written = []
+    for revision in range(3):
+        readme.write_text(f"# Mosquitto revision {revision}\n\nThe broker revision {revision}.\n")
+        written += ingest(settings, readme)
+    live = services.chunk_index(settings).live_versions()
+    assert {version for _, version in live} == {key.split("@")[1] for key in written[1:]}
+    assert local_instance(settings).get_dynamic_partitions(PARTITIONS_NAME) == written[1:]
+
+
+def test_unparseable_file_is_recorded_and_the_rest_indexed(
+    rag_home: Settings, corpus_copy: Path
+) -> None:
+    (corpus_copy / "broken.pdf").write_bytes(b"%PDF-1.7\n this is not really a pdf")
+    keys = ingest(rag_home, corpus_copy)
+    assert len(keys) == 4
+    status = services.index_status(rag_home)
+    assert status.failed_documents == 1
+    assert status.documents == 3
+    [failure] = [
+        event
+        for event in local_instance(rag_home)
+        .fetch_materializations(dg.AssetKey("parsed_document"), limit=10)
+        .records
+    ][:1]
+    metadata = failure.asset_materialization.metadata
+    assert metadata["failed"].value == 1 and metadata["parsed"].value == 3
+
+
+def test_wiping_the_index_and_backfilling_reproduces_it(rag_home: Settings) -> None:
+    ingest(rag_home, SAMPLE_CORPUS / "pip", SAMPLE_CORPUS / "dpkg")
+    before = _table_rows(rag_home)
+    services.chunk_index(rag_home)._db.drop_table("chunks")
+
+    instance = local_instance(rag_home)
+    keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    assert _materialize(rag_home, instance, keys).success
+
+    after = _table_rows(rag_home)
+    assert [r["chunk_id"] for r in after] == [r["chunk_id"] for r in before]
+    for old, new in zip(before, after, strict=True):
+        assert {k: v for k, v in old.items() if k != "vector"} == {
+            k: v for k, v in new.items() if k != "vector"
+        }
+        assert np.allclose(old["vector"], new["vector"], atol=1e-6)
+
+
+def test_index_check_fails_on_rows_without_a_live_partition(rag_home: Settings) -> None:
+    ingest(rag_home, SAMPLE_CORPUS / "pip")
+    table = services.chunk_index(rag_home).table()
+    row = table.to_arrow().slice(0, 1).to_pylist()[0]
+    row.update(chunk_id="stray", doc_id="f" * 32, version="0" * 16)
+    table.add([row])
+
+    instance = local_instance(rag_home)
+    keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    result = _materialize(rag_home, instance, keys)
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {
+        "vector_dimension": True, "no_empty_chunks": True, "rows_match_live_chunks": False,
+    }  # fmt: skip
+
+
+def test_sensor_adds_partitions_and_requests_each_run_once(rag_home: Settings) -> None:
+    add_sources(services.object_store(rag_home), [SAMPLE_CORPUS / "pip"])
+    instance = local_instance(rag_home)
+    rag = RagResource.for_settings(rag_home)
+
+    with dg.build_sensor_context(instance=instance, resources={"rag": rag}) as context:
+        result = document_discovery_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    assert len(result.run_requests) == 3
+    assert all(r.run_key == r.partition_key for r in result.run_requests)
+    [add_request] = result.dynamic_partitions_requests
+    assert sorted(add_request.partition_keys) == sorted(
+        r.partition_key for r in result.run_requests
+    )
+
+    instance.add_dynamic_partitions(PARTITIONS_NAME, list(add_request.partition_keys))
+    with dg.build_sensor_context(instance=instance, resources={"rag": rag}) as context:
+        again = document_discovery_sensor(context)
+    assert again.run_requests == [] and again.dynamic_partitions_requests == []

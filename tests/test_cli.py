@@ -1,0 +1,70 @@
+import json
+from pathlib import Path
+
+import pytest
+from conftest import PORT_DOCUMENT, PORT_QUESTION, SAMPLE_CORPUS
+from typer.testing import CliRunner
+
+from rag_core.settings import Settings, get_settings
+from rag_serving.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def sample_env(sample_index: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("RAG_HOME", str(sample_index.home))
+    get_settings.cache_clear()
+    return sample_index
+
+
+def _json(args: list[str]) -> dict:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_search_json_has_the_rest_shape(sample_env: Settings) -> None:
+    body = _json(["search", PORT_QUESTION, "--top-k", "3", "--json"])
+    assert len(body["hits"]) == 3
+    assert {"chunk_id", "doc_id", "version", "source_uri", "title", "score", "text"} <= set(
+        body["hits"][0]
+    )
+    assert body["hits"][0]["source_uri"].endswith(PORT_DOCUMENT)
+
+
+def test_ask_json_cites_the_source(sample_env: Settings) -> None:
+    body = _json(["ask", PORT_QUESTION, "--json"])
+    assert body["generator"] == "extractive"
+    assert body["citations"][0]["source_uri"].endswith(PORT_DOCUMENT)
+
+
+def test_status_json_counts_the_sample_corpus(sample_env: Settings) -> None:
+    body = _json(["status", "--json"])
+    files = [p for p in SAMPLE_CORPUS.rglob("*") if p.is_file()]
+    assert body["documents"] == body["versions"] == len(files)
+    assert body["chunks"] > 100 and body["failed_documents"] == 0
+
+
+def test_ingest_keeps_relative_paths(rag_home: Settings, tmp_path: Path) -> None:
+    guide = tmp_path / "site" / "guide"
+    api = tmp_path / "site" / "api"
+    for folder, text in (
+        (guide, "Install with the installer."),
+        (api, "The API installs nothing."),
+    ):
+        folder.mkdir(parents=True)
+        (folder / "install.md").write_text(f"# Install\n\n{text} It takes a minute or two.\n")
+
+    result = runner.invoke(app, ["ingest", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    assert "2 new versions indexed" in result.output
+
+    uris = {hit["source_uri"] for hit in _json(["search", "install", "--json"])["hits"]}
+    assert {uri.split("/documents/")[1] for uri in uris} == {"guide/install.md", "api/install.md"}
+
+
+def test_ingest_of_a_missing_path_fails_clearly(rag_home: Settings, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "does not exist" in " ".join(result.output.replace("│", " ").split())

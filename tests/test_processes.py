@@ -1,0 +1,86 @@
+"""`ragctl serve` and `ragctl dev` as a person runs them: real processes on loopback,
+stopped with a signal and checked gone."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from rag_core.settings import Settings
+
+pytestmark = pytest.mark.slow
+RAGCTL = str(Path(sys.executable).parent / "ragctl")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(url: str, timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(url)
+        time.sleep(0.5)
+
+
+def _start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {"RAG_HOME": str(home)}
+    return subprocess.Popen([RAGCTL, *args], env=env, start_new_session=True)
+
+
+def _stop_and_check_gone(process: subprocess.Popen[bytes]) -> None:
+    family = [process.pid] + [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in family
+    ):
+        assert time.monotonic() < deadline, "child processes outlived ragctl"
+        time.sleep(0.2)
+
+
+def test_serve_answers_and_stops(sample_index: Settings) -> None:
+    port = _free_port()
+    process = _start(["serve", "--port", str(port)], sample_index.home)
+    try:
+        health = _wait_for(f"http://127.0.0.1:{port}/healthz", timeout=90).json()
+        assert health["chunks"] > 100
+        hits = httpx.post(
+            f"http://127.0.0.1:{port}/v1/search", json={"query": "vacuum"}, timeout=30
+        ).json()["hits"]
+        assert hits
+    finally:
+        _stop_and_check_gone(process)
+
+
+def test_dev_starts_dagster_and_the_api_and_stops_them(sample_index: Settings) -> None:
+    api_port, dagster_port = _free_port(), _free_port()
+    process = _start(
+        ["dev", "--api-port", str(api_port), "--dagster-port", str(dagster_port)],
+        sample_index.home,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{api_port}/healthz", timeout=120)
+        _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", timeout=180)
+        children = psutil.Process(process.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "dagster-daemon" in names and "dagster-webserver" in names
+    finally:
+        _stop_and_check_gone(process)
