@@ -64,12 +64,14 @@ def parsed_document(context: dg.AssetExecutionContext, rag: RagResource) -> dg.M
     """Elements of each version (unstructured, offline); unparseable files are recorded."""
     store = rag.store()
     manifests = _manifests(context, store)
-    failures = []
-    for manifest in manifests:
-        parsed = pipeline.parse_version(store, manifest)
-        if not parsed.ok:
-            failures.append({"partition": manifest.partition_key, "reason": parsed.error})
-            context.log.warning(f"{manifest.partition_key} not parsed: {parsed.error}")
+    parsed = pipeline.parse_versions(store, manifests, workers=rag.settings().parse_workers)
+    failures = [
+        {"partition": manifest.partition_key, "reason": document.error}
+        for manifest, document in zip(manifests, parsed, strict=True)
+        if not document.ok
+    ]
+    for failure in failures:
+        context.log.warning(f"{failure['partition']} not parsed: {failure['reason']}")
     return dg.MaterializeResult(
         metadata={
             "documents": len(manifests),

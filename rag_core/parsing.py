@@ -6,16 +6,27 @@ installs from PyPI (packaging/en_core_web_sm) instead of letting unstructured do
 A file that cannot be parsed yields a `ParsedDocument` with the reason, never an exception.
 """
 
+import importlib
 import io
 import logging
 import os
+from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "true")  # unstructured's telemetry ping
 
-SUPPORTED_SUFFIXES = (".pdf", ".html", ".htm", ".md", ".markdown", ".txt", ".text")
+PARTITIONER_MODULES = {
+    ".pdf": "unstructured.partition.pdf",
+    ".html": "unstructured.partition.html",
+    ".htm": "unstructured.partition.html",
+    ".md": "unstructured.partition.md",
+    ".markdown": "unstructured.partition.md",
+    ".txt": "unstructured.partition.text",
+    ".text": "unstructured.partition.text",
+}
+SUPPORTED_SUFFIXES = tuple(PARTITIONER_MODULES)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +61,15 @@ def parse_document(content: bytes, file_name: str) -> ParsedDocument:
         return ParsedDocument(title=file_name, error="no text could be extracted")
     title = next((e.text for e in elements if e.category == "Title"), file_name)
     return ParsedDocument(title=title, elements=elements)
+
+
+def warm_up_parser(file_names: Iterable[str] = ()) -> None:
+    """Load unstructured, its spaCy model and the partitioners these files need, now rather
+    than on the first document (or once in every worker process)."""
+    parse_document(b"# Warm up\n\nThe parser loads its language model once.", "warm-up.md")
+    for suffix in {os.path.splitext(name)[1].lower() for name in file_names}:
+        if suffix in PARTITIONER_MODULES:
+            importlib.import_module(PARTITIONER_MODULES[suffix])
 
 
 def _partition(content: bytes, file_name: str, suffix: str) -> list[Element]:

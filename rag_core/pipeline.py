@@ -2,9 +2,12 @@
 from the object store and writing its own. Dagster assets are thin wrappers over these;
 every stage is idempotent, so a replay or a backfill reproduces the same artifacts."""
 
+import gc
 import io
 import json
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +19,7 @@ from rag_core.documents import DocumentVersion, artifact_key, remove_artifacts
 from rag_core.embedding import Embedder
 from rag_core.index import ChunkIndex, chunk_schema
 from rag_core.objectstore import ObjectStore
-from rag_core.parsing import ParsedDocument, parse_document
+from rag_core.parsing import ParsedDocument, parse_document, warm_up_parser
 
 
 class ChunkSet(BaseModel):
@@ -24,24 +27,59 @@ class ChunkSet(BaseModel):
     chunks: list[Chunk]
 
 
-def parse_version(store: ObjectStore, manifest: DocumentVersion) -> ParsedDocument:
-    raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
-    if store.exists(raw_key):
-        parsed = parse_document(store.get(raw_key), manifest.file_name)
-    else:
-        parsed = ParsedDocument(
-            title=manifest.file_name, error="raw bytes missing: the source changed before capture"
-        )
-    store.put(
-        artifact_key("parsed", manifest.doc_id, manifest.version), parsed.model_dump_json().encode()
-    )
-    if not parsed.ok:
-        failure = {"doc_id": manifest.doc_id, "version": manifest.version, "reason": parsed.error}
+MISSING_RAW = "raw bytes missing: the source changed before capture"
+# Forking pays off only when there is enough to parse; below this, parse in-process.
+MIN_DOCUMENTS_PER_FORK = 4
+
+
+def _parse_raw(item: tuple[bytes | None, str]) -> ParsedDocument:
+    content, file_name = item
+    if content is None:
+        return ParsedDocument(title=file_name, error=MISSING_RAW)
+    return parse_document(content, file_name)
+
+
+def _parse_all(items: list[tuple[bytes | None, str]], workers: int) -> list[ParsedDocument]:
+    """Parse in `workers` forked processes when it pays. Parsing is single-threaded Python
+    (pdfminer, spaCy), so on its own it leaves all but one core idle. Workers are forked after
+    the parser is loaded here, so they start warm instead of importing it again."""
+    if workers < 2 or len(items) < MIN_DOCUMENTS_PER_FORK:
+        return [_parse_raw(item) for item in items]
+    warm_up_parser({file_name for _, file_name in items})
+    gc.freeze()  # children's collections would otherwise copy the parent's heap page by page
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            chunksize = max(1, len(items) // (workers * 4))
+            return list(pool.map(_parse_raw, items, chunksize=chunksize))
+    finally:
+        gc.unfreeze()
+
+
+def parse_versions(
+    store: ObjectStore, manifests: Sequence[DocumentVersion], workers: int = 1
+) -> list[ParsedDocument]:
+    """Parse each version's raw bytes and record the result (and any failure) per version."""
+    items = []
+    for manifest in manifests:
+        raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
+        items.append((store.get(raw_key) if store.exists(raw_key) else None, manifest.file_name))
+    parsed_documents = _parse_all(items, workers)
+    for manifest, parsed in zip(manifests, parsed_documents, strict=True):
         store.put(
-            artifact_key("failures", manifest.doc_id, manifest.version),
-            json.dumps(failure).encode(),
+            artifact_key("parsed", manifest.doc_id, manifest.version),
+            parsed.model_dump_json().encode(),
         )
-    return parsed
+        if not parsed.ok:
+            failure = {
+                "doc_id": manifest.doc_id,
+                "version": manifest.version,
+                "reason": parsed.error,
+            }
+            store.put(
+                artifact_key("failures", manifest.doc_id, manifest.version),
+                json.dumps(failure).encode(),
+            )
+    return parsed_documents
 
 
 def parse_failures(store: ObjectStore) -> list[dict[str, str]]:

@@ -4,6 +4,7 @@ Everything defaults under `RAG_HOME` so a fresh checkout runs on embedded storag
 location can be pointed elsewhere (object store and index also accept `s3://` URIs).
 """
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=32, ge=1)
     chunk_size: int = Field(default=1000, ge=100, description="Target chunk length, characters.")
     chunk_overlap: int = Field(default=150, ge=0, description="Characters repeated across chunks.")
+    parse_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Processes that parse documents in parallel during bulk runs.",
+    )
     keep_versions: int = Field(default=1, ge=1, description="Indexed versions kept per document.")
 
     @model_validator(mode="after")

@@ -133,8 +133,12 @@ def dev(
     dagster_port: Annotated[int, typer.Option()] = 3000,
 ) -> None:
     """Dagster webserver + daemon + API together, until interrupted."""
+    from rag_assets.ingest import local_instance
+
     settings = get_settings()
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    # Create the instance's storage here, before the webserver and daemon race to migrate it.
+    with local_instance(settings) as instance:
+        instance.get_runs(limit=1)
     env = os.environ | {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
     bin_dir = Path(sys.executable).parent
     commands = [

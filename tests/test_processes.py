@@ -70,11 +70,12 @@ def test_serve_answers_and_stops(sample_index: Settings) -> None:
         _stop_and_check_gone(process)
 
 
-def test_dev_starts_dagster_and_the_api_and_stops_them(sample_index: Settings) -> None:
+def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings) -> None:
+    """`ragctl dev` as `make run` starts it: the daemon's discovery sensor picks up a file
+    dropped into the object store and the API then finds it."""
     api_port, dagster_port = _free_port(), _free_port()
     process = _start(
-        ["dev", "--api-port", str(api_port), "--dagster-port", str(dagster_port)],
-        sample_index.home,
+        ["dev", "--api-port", str(api_port), "--dagster-port", str(dagster_port)], rag_home.home
     )
     try:
         _wait_for(f"http://127.0.0.1:{api_port}/healthz", timeout=120)
@@ -82,5 +83,19 @@ def test_dev_starts_dagster_and_the_api_and_stops_them(sample_index: Settings) -
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "dagster-daemon" in names and "dagster-webserver" in names
+
+        dropped = Path(rag_home.object_store_uri) / "documents" / "notes" / "llamas.md"
+        dropped.parent.mkdir(parents=True)
+        dropped.write_text("# Llamas\n\nOur office llama is called Gerald and eats hay daily.\n")
+        deadline = time.monotonic() + 240
+        hits: list[dict] = []
+        while not hits and time.monotonic() < deadline:
+            time.sleep(3)
+            response = httpx.post(
+                f"http://127.0.0.1:{api_port}/v1/search", json={"query": "llama"}, timeout=30
+            )
+            hits = response.json()["hits"]
+        assert hits, "the sensor's run did not index the dropped file in time"
+        assert hits[0]["source_uri"].endswith("notes/llamas.md")
     finally:
         _stop_and_check_gone(process)
