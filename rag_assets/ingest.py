@@ -20,7 +20,7 @@ from rag_core.services import object_store
 from rag_core.settings import Settings
 
 DEFAULT_INSTANCE_CONFIG = """\
-# Embedded instance: SQLite storage under this folder. See docs/production.md for PostgreSQL.
+# Embedded instance: SQLite under this folder; the README shows PostgreSQL for production.
 telemetry:
   enabled: false
 """

@@ -108,9 +108,18 @@ class ChunkIndex:
             table.create_fts_index("text")
 
     def optimize(self) -> None:
+        """Compact fragments and bring every index up to date with the rows."""
         table = self.table()
         if table is not None:
             table.optimize()
+
+    def unindexed_text_rows(self) -> int:
+        """Rows the full-text index has not absorbed yet (searched, but more slowly)."""
+        table = self.table()
+        if table is None:
+            return 0
+        fts = [index.name for index in table.list_indices() if index.index_type == "FTS"]
+        return int(table.index_stats(fts[0]).num_unindexed_rows) if fts else table.count_rows()
 
     def retire_versions(self, doc_ids: Iterable[str], keep: int) -> list[tuple[str, str]]:
         """Delete all but the `keep` most recent versions of each document; returns the

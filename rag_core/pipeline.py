@@ -177,4 +177,6 @@ def index_versions(
     retired = index.retire_versions((m.doc_id for m in manifests), keep_versions)
     for doc_id, version in retired:
         remove_artifacts(store, doc_id, version)
+    if inserted or retired:
+        index.optimize()  # compact, and fold new rows into the full-text index
     return IndexResult(inserted=inserted, retired=retired)

@@ -79,6 +79,16 @@ def test_materialize_partitions_into_lancedb(rag_home: Settings) -> None:
         assert "/" not in key and "." not in key, "no file names in partition keys"
 
 
+def test_full_text_index_covers_every_row(rag_home: Settings, corpus_copy: Path) -> None:
+    ingest(rag_home, corpus_copy / "pip")
+    (corpus_copy / "extra.md").write_text("# Extra\n\nThe zyzzyva beetle lives in palm trees.\n")
+    ingest(rag_home, corpus_copy / "extra.md")
+    chunk_index = services.chunk_index(rag_home)
+    assert chunk_index.unindexed_text_rows() == 0
+    hits = chunk_index.table().search("zyzzyva", query_type="fts").limit(3).to_list()
+    assert [hit["source_uri"].rsplit("/", 1)[1] for hit in hits] == ["extra.md"]
+
+
 def test_reingesting_the_same_files_changes_nothing(rag_home: Settings) -> None:
     ingest(rag_home, SAMPLE_CORPUS / "pip")
     table = services.chunk_index(rag_home).table()
