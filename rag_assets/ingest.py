@@ -11,6 +11,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from dagster._utils.error import SerializableErrorInfo
 
 from rag_assets.definitions import build_defs
 from rag_assets.documents import PARTITIONS_NAME, ingest_documents
@@ -44,13 +45,23 @@ def register_versions(instance: dg.DagsterInstance, keys: Sequence[str]) -> list
     return new_keys
 
 
+def _root_cause(error: SerializableErrorInfo) -> str:
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+class IndexingRunFailed(RuntimeError):
+    """The indexing run failed; the message carries the failed steps' errors."""
+
+
 def materialize_versions(
     settings: Settings, instance: dg.DagsterInstance, keys: Sequence[str]
-) -> bool:
+) -> None:
     """Run the indexing job once over `keys`, which must be contiguous in partition order
-    (as freshly registered keys are); returns whether the run succeeded."""
+    (as freshly registered keys are)."""
     if not keys:
-        return True
+        return
     job = build_defs(RagResource.for_settings(settings)).resolve_job_def(ingest_documents.name)
     result = job.execute_in_process(
         instance=instance,
@@ -59,7 +70,13 @@ def materialize_versions(
         # Events go to the instance either way; keep the console for the caller's own output.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
-    return result.success
+    if not result.success:
+        errors = [
+            f"{event.step_key}: {_root_cause(event.step_failure_data.error)}"
+            for event in result.get_step_failure_events()
+            if event.step_failure_data.error
+        ]
+        raise IndexingRunFailed(f"indexing run {result.run_id} failed: " + "; ".join(errors))
 
 
 def ingest_sources(
@@ -69,6 +86,5 @@ def ingest_sources(
     and return their partition keys."""
     versions = discover(object_store(settings), source_keys)
     new_keys = register_versions(instance, [v.partition_key for v in versions])
-    if not materialize_versions(settings, instance, new_keys):
-        raise RuntimeError("the indexing run failed; see the run in the Dagster UI")
+    materialize_versions(settings, instance, new_keys)
     return new_keys

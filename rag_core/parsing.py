@@ -69,7 +69,10 @@ def warm_up_parser(file_names: Iterable[str] = ()) -> None:
     parse_document(b"# Warm up\n\nThe parser loads its language model once.", "warm-up.md")
     for suffix in {os.path.splitext(name)[1].lower() for name in file_names}:
         if suffix in PARTITIONER_MODULES:
-            importlib.import_module(PARTITIONER_MODULES[suffix])
+            try:
+                importlib.import_module(PARTITIONER_MODULES[suffix])
+            except ImportError as exc:  # reported per document by parse_document
+                logger.warning("no parser for %s files: %s", suffix, exc)
 
 
 def _partition(content: bytes, file_name: str, suffix: str) -> list[Element]:

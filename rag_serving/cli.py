@@ -38,7 +38,7 @@ def _retriever() -> Retriever:
 @app.command()
 def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
     """Copy files or folders into the object store and index them; returns when queryable."""
-    from rag_assets.ingest import ingest_sources, local_instance
+    from rag_assets.ingest import IndexingRunFailed, ingest_sources, local_instance
 
     settings = get_settings()
     store = services.object_store(settings)
@@ -46,7 +46,11 @@ def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
     for file, key in track(planned, description="Copying", console=console):
         store.put(key, file.read_bytes())
     with console.status("Indexing new document versions in one Dagster run"):
-        new_keys = ingest_sources(settings, local_instance(settings), [key for _, key in planned])
+        try:
+            new_keys = ingest_sources(settings, local_instance(settings), [k for _, k in planned])
+        except IndexingRunFailed as failure:
+            console.print(f"[red]{failure}[/red]")
+            raise typer.Exit(1) from failure
     status = services.index_status(settings)
     console.print(
         f"{len(planned)} files, {len(new_keys)} new versions indexed; index holds "
