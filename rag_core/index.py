@@ -5,7 +5,7 @@ inserts ids the table lacks, so replaying a document version leaves the table (a
 version number) untouched. A new version is written before older ones are deleted.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,12 +145,6 @@ class ChunkIndex:
                 )
             )
         return retired
-
-    def rows_for(self, doc_ids: Sequence[str], columns: list[str]) -> list[dict[str, Any]]:
-        table = self.table()
-        if table is None or not doc_ids:
-            return []
-        return self._select(table, sql_in("doc_id", doc_ids), columns)
 
     def live_versions(self) -> dict[tuple[str, str], int]:
         """Chunk count of every (doc_id, version) in the table."""

@@ -21,7 +21,7 @@ from rag_core.answering import ExtractiveAnswerer
 from rag_core.documents import plan_sources
 from rag_core.retrieval import Retriever
 from rag_core.schemas import MAX_TOP_K, SearchResponse
-from rag_core.settings import get_settings
+from rag_core.settings import Settings, get_settings
 
 app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -35,28 +35,41 @@ def _retriever() -> Retriever:
     return Retriever(services.chunk_index(settings), services.embedder(settings))
 
 
+def _index_sources(settings: Settings, source_keys: list[str] | None, activity: str) -> list[str]:
+    """Index new versions of the given sources (all when None) in one Dagster run."""
+    from rag_assets.ingest import IndexingRunFailed, ingest_sources, local_instance
+
+    with console.status(activity):
+        try:
+            return ingest_sources(settings, local_instance(settings), source_keys)
+        except IndexingRunFailed as failure:
+            console.print(f"[red]{failure}[/red]")
+            raise typer.Exit(1) from failure
+
+
 @app.command()
 def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
     """Copy files or folders into the object store and index them; returns when queryable."""
-    from rag_assets.ingest import IndexingRunFailed, ingest_sources, local_instance
-
     settings = get_settings()
     store = services.object_store(settings)
     planned = plan_sources(paths)
     for file, key in track(planned, description="Copying", console=console):
         store.put(key, file.read_bytes())
-    with console.status("Indexing new document versions in one Dagster run"):
-        try:
-            new_keys = ingest_sources(settings, local_instance(settings), [k for _, k in planned])
-        except IndexingRunFailed as failure:
-            console.print(f"[red]{failure}[/red]")
-            raise typer.Exit(1) from failure
+    source_keys = [key for _, key in planned]
+    new_keys = _index_sources(settings, source_keys, "Indexing new document versions")
     status = services.index_status(settings)
     console.print(
         f"{len(planned)} files, {len(new_keys)} new versions indexed; index holds "
         f"{status.documents} documents, {status.chunks} chunks"
         + (f"; {status.failed_documents} could not be parsed" if status.failed_documents else "")
     )
+
+
+@app.command()
+def discover() -> None:
+    """Index whatever is new or changed among the object store's sources."""
+    new_keys = _index_sources(get_settings(), None, "Scanning sources, indexing new versions")
+    console.print(f"{len(new_keys)} new versions indexed")
 
 
 @app.command()

@@ -68,3 +68,15 @@ def test_ingest_of_a_missing_path_fails_clearly(rag_home: Settings, tmp_path: Pa
     result = runner.invoke(app, ["ingest", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "does not exist" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_discover_indexes_files_put_straight_into_the_store(rag_home: Settings) -> None:
+    dropped = Path(rag_home.object_store_uri) / "documents" / "faq.md"
+    dropped.parent.mkdir(parents=True)
+    dropped.write_text("# FAQ\n\nThe cafeteria opens at eight and closes at three.\n")
+    result = runner.invoke(app, ["discover"])
+    assert result.exit_code == 0, result.output
+    assert "1 new versions indexed" in result.output
+    assert runner.invoke(app, ["discover"]).output.strip().endswith("0 new versions indexed")
+    hits = _json(["search", "when does the cafeteria open", "--json"])["hits"]
+    assert hits[0]["source_uri"].endswith("documents/faq.md")
