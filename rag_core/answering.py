@@ -22,18 +22,7 @@ def sentences_of(text: str) -> list[str]:
 
 
 def _citation(n: int, hit: Hit) -> Citation:
-    return Citation(
-        n=n,
-        chunk_id=hit.chunk_id,
-        doc_id=hit.doc_id,
-        version=hit.version,
-        source_uri=hit.source_uri,
-        title=hit.title,
-        section=hit.section,
-        page=hit.page,
-        score=hit.score,
-        snippet=hit.text[:SNIPPET_CHARS],
-    )
+    return Citation(n=n, snippet=hit.text[:SNIPPET_CHARS], **hit.model_dump(exclude={"text"}))
 
 
 class ExtractiveAnswerer:

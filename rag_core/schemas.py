@@ -21,7 +21,9 @@ class SearchRequest(BaseModel):
     filters: SearchFilters | None = None
 
 
-class Hit(BaseModel):
+class ChunkReference(BaseModel):
+    """Where a retrieved chunk comes from, and how well it matched."""
+
     chunk_id: str
     doc_id: str
     version: str
@@ -30,6 +32,9 @@ class Hit(BaseModel):
     section: str
     page: int | None
     score: float = Field(description="Cosine similarity between query and chunk.")
+
+
+class Hit(ChunkReference):
     text: str
 
 
@@ -43,16 +48,8 @@ class QueryRequest(BaseModel):
     filters: SearchFilters | None = None
 
 
-class Citation(BaseModel):
+class Citation(ChunkReference):
     n: int = Field(description="The [n] marker used in the answer.")
-    chunk_id: str
-    doc_id: str
-    version: str
-    source_uri: str
-    title: str
-    section: str
-    page: int | None
-    score: float
     snippet: str
 
 
