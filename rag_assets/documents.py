@@ -15,7 +15,7 @@ from rag_assets.resources import RagResource
 from rag_core import pipeline
 from rag_core.documents import DocumentVersion, capture_raw, discover, read_manifest
 from rag_core.ids import partition_key, split_partition_key
-from rag_core.index import ChunkIndex
+from rag_core.index import ChunkIndex, LiveVersions
 from rag_core.objectstore import ObjectStore
 
 # The single-run backfill policy is marked beta; it is the point of this design, so say it once.
@@ -148,7 +148,8 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
     )
     for doc_id, version in result.retired:
         context.instance.delete_dynamic_partition(PARTITIONS_NAME, partition_key(doc_id, version))
-    stats = chunk_index.stats()
+    live = chunk_index.live_versions()
+    stats = chunk_index.stats(live)
     return dg.MaterializeResult(
         metadata={
             "inserted_chunks": result.inserted,
@@ -157,7 +158,7 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
             "table_chunks": stats.chunks,
             "table_documents": stats.documents,
         },
-        check_results=_index_checks(context, store, chunk_index, manifests, dimension),
+        check_results=_index_checks(context, store, chunk_index, manifests, dimension, live),
     )
 
 
@@ -167,6 +168,7 @@ def _index_checks(
     chunk_index: ChunkIndex,
     manifests: list[DocumentVersion],
     dimension: int,
+    live: LiveVersions,
 ) -> list[dg.AssetCheckResult]:
     table = chunk_index.table()
     if table is None:  # nothing indexed yet: every version of the run had no chunks
@@ -175,7 +177,6 @@ def _index_checks(
         table_dimension = table.schema.field("vector").type.list_size
         empty = table.count_rows("char_length(trim(text)) = 0")
     live_partitions = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
-    live = chunk_index.live_versions()
     orphaned = [pair for pair in live if partition_key(*pair) not in live_partitions]
     mismatched = [
         m.partition_key

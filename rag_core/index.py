@@ -51,12 +51,24 @@ def sql_in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
 
 
+LiveVersions = dict[tuple[str, str], int]
+
+
 @dataclass(frozen=True)
 class IndexStats:
     documents: int
     versions: int
     chunks: int
     table_version: int
+
+    @classmethod
+    def of(cls, live: LiveVersions, table_version: int) -> "IndexStats":
+        return cls(
+            documents=len({doc_id for doc_id, _ in live}),
+            versions=len(live),
+            chunks=sum(live.values()),
+            table_version=table_version,
+        )
 
 
 class ChunkIndex:
@@ -146,7 +158,7 @@ class ChunkIndex:
             )
         return retired
 
-    def live_versions(self) -> dict[tuple[str, str], int]:
+    def live_versions(self) -> LiveVersions:
         """Chunk count of every (doc_id, version) in the table."""
         table = self.table()
         if table is None:
@@ -168,17 +180,12 @@ class ChunkIndex:
         rows: list[dict[str, Any]] = query.select([*RESULT_COLUMNS, "_distance"]).to_list()
         return rows
 
-    def stats(self) -> IndexStats:
+    def stats(self, live: LiveVersions | None = None) -> IndexStats:
+        """Counts of the current table; pass `live_versions()` if already at hand."""
         table = self.table()
         if table is None:
-            return IndexStats(documents=0, versions=0, chunks=0, table_version=0)
-        live = self.live_versions()
-        return IndexStats(
-            documents=len({doc_id for doc_id, _ in live}),
-            versions=len(live),
-            chunks=sum(live.values()),
-            table_version=table.version,
-        )
+            return IndexStats.of({}, table_version=0)
+        return IndexStats.of(self.live_versions() if live is None else live, table.version)
 
     @staticmethod
     def _select(table: Any, where: str, columns: list[str]) -> list[dict[str, Any]]:
