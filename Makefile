@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: venv run test test-fast lint format bench constraints clean
 
-$(STAMP): pyproject.toml constraints.txt packaging/en_core_web_sm/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt $(wildcard packaging/en_core_web_sm/*.toml packaging/en_core_web_sm/*/*.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip==25.2"
 	# CPU torch first, from the wheel on disk: anything else pulls a multi-GB CUDA build.

@@ -6,6 +6,7 @@ import gc
 import io
 import json
 import multiprocessing
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -46,13 +47,21 @@ def _parse_all(items: list[tuple[bytes | None, str]], workers: int) -> list[Pars
     if workers < 2 or len(items) < MIN_DOCUMENTS_PER_FORK:
         return [_parse_raw(item) for item in items]
     warm_up_parser({file_name for _, file_name in items})
+    # Longest first, so one big PDF does not start last and leave the other workers idle.
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][0] or b""))
     gc.freeze()  # children's collections would otherwise copy the parent's heap page by page
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            chunksize = max(1, len(items) // (workers * 4))
-            return list(pool.map(_parse_raw, items, chunksize=chunksize))
+        with warnings.catch_warnings():
+            # LanceDB warns that a forked child may deadlock inside LanceDB; these children
+            # only parse bytes and never touch it.
+            warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
+            fork = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=fork) as pool:
+                parsed = list(pool.map(_parse_raw, [items[i] for i in order]))
     finally:
         gc.unfreeze()
+    by_position = dict(zip(order, parsed, strict=True))
+    return [by_position[i] for i in range(len(items))]
 
 
 def parse_versions(
