@@ -170,7 +170,10 @@ def dev(
         for cmd in commands
     ]
     console.print(f"Dagster UI http://{host}:{dagster_port}  API http://{host}:{api_port}/docs")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Stop on SIGINT or SIGTERM even when started from a shell that ignores SIGINT for
+    # background jobs (Python then leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)

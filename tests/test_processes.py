@@ -1,6 +1,7 @@
 """`ragctl serve` and `ragctl dev` as a person runs them: real processes on loopback,
 stopped with a signal and checked gone."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,15 +40,28 @@ def _wait_for(url: str, timeout: float) -> httpx.Response:
         time.sleep(0.5)
 
 
+def _ignore_sigint() -> None:
+    """What a non-interactive shell does to the jobs it starts in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
     env = os.environ | {"RAG_HOME": str(home)}
-    return subprocess.Popen([RAGCTL, *args], env=env, start_new_session=True)
+    return subprocess.Popen(
+        [RAGCTL, *args], env=env, start_new_session=True, preexec_fn=_ignore_sigint
+    )
 
 
-def _stop_and_check_gone(process: subprocess.Popen[bytes]) -> None:
+def _stop_and_check_gone(process: subprocess.Popen[bytes], signum: int) -> None:
     family = [process.pid] + [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        for pid in family:  # leave nothing running, then fail
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+        raise
     deadline = time.monotonic() + 15
     while any(
         psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in family
@@ -67,7 +81,7 @@ def test_serve_answers_and_stops(sample_index: Settings) -> None:
         ).json()["hits"]
         assert hits
     finally:
-        _stop_and_check_gone(process)
+        _stop_and_check_gone(process, signal.SIGTERM)
 
 
 def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings) -> None:
@@ -98,4 +112,4 @@ def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings)
         assert hits, "the sensor's run did not index the dropped file in time"
         assert hits[0]["source_uri"].endswith("notes/llamas.md")
     finally:
-        _stop_and_check_gone(process)
+        _stop_and_check_gone(process, signal.SIGINT)
