@@ -12,7 +12,7 @@ from rag_core.retrieval import Retriever
 from rag_core.schemas import Citation, Hit, QueryResponse, SearchFilters
 
 EXTRACTIVE = "extractive"
-NO_ANSWER = "I don't know: nothing in the index matches the question."
+NO_ANSWER = "I don't know: nothing in the index is relevant enough to answer that."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 SNIPPET_CHARS = 300
 
@@ -34,6 +34,9 @@ class ExtractiveAnswerer:
         self, question: str, top_k: int, filters: SearchFilters | None = None
     ) -> QueryResponse:
         hits = self.retriever.search(question, top_k, filters)
+        floor = self.retriever.settings.min_relevance
+        if not any((hit.vector_score or 0.0) >= floor for hit in hits):
+            hits = []  # nothing relevant enough: better no answer than a guess
         candidates = [(rank, s) for rank, hit in enumerate(hits) for s in sentences_of(hit.text)]
         if not candidates:
             return QueryResponse(answer=NO_ANSWER, citations=[], generator=EXTRACTIVE)

@@ -167,17 +167,32 @@ class ChunkIndex:
         grouped = pairs.group_by(["doc_id", "version"]).aggregate([([], "count_all")])
         return {(row["doc_id"], row["version"]): row["count_all"] for row in grouped.to_pylist()}
 
-    def search(
-        self, vector: np.ndarray, top_k: int, where: str | None = None
+    def vector_search(
+        self, vector: np.ndarray, limit: int, where: str | None = None
     ) -> list[dict[str, Any]]:
-        """Nearest chunks by cosine similarity, with `where` applied before ranking."""
+        """Nearest chunks by cosine distance (`_distance`), `where` applied before ranking."""
         table = self.table()
         if table is None:
             return []
-        query = table.search(vector).distance_type("cosine").limit(top_k)
+        query = table.search(vector).distance_type("cosine")
+        return self._ranked(query, limit, where, "_distance")
+
+    def keyword_search(
+        self, text: str, limit: int, where: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Best BM25 matches (`_score`) from the full-text index, `where` applied first."""
+        table = self.table()
+        if table is None:
+            return []
+        return self._ranked(table.search(text, query_type="fts"), limit, where, "_score")
+
+    @staticmethod
+    def _ranked(query: Any, limit: int, where: str | None, score: str) -> list[dict[str, Any]]:
         if where:
             query = query.where(where, prefilter=True)
-        rows: list[dict[str, Any]] = query.select([*RESULT_COLUMNS, "_distance"]).to_list()
+        rows: list[dict[str, Any]] = (
+            query.limit(limit).select([*RESULT_COLUMNS, "vector", score]).to_list()
+        )
         return rows
 
     def stats(self, live: LiveVersions | None = None) -> IndexStats:

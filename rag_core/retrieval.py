@@ -1,8 +1,16 @@
-"""Vector retrieval with metadata filters pushed down into the LanceDB query."""
+"""Hybrid retrieval: vector and full-text rankings fused by reciprocal rank, metadata filters
+pushed into both LanceDB queries, near-duplicate chunks collapsed, then an optional rerank."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from rag_core.embedding import Embedder
 from rag_core.index import ChunkIndex, sql_in, sql_string
-from rag_core.schemas import Hit, SearchFilters
+from rag_core.reranking import NoReranker, Reranker
+from rag_core.schemas import Hit, SearchFilters, SearchMode
+from rag_core.settings import Settings
 
 
 def filter_expression(filters: SearchFilters | None) -> str | None:
@@ -14,28 +22,107 @@ def filter_expression(filters: SearchFilters | None) -> str | None:
         clauses.append(sql_in("doc_id", filters.doc_ids) if filters.doc_ids else "FALSE")
     if filters.source_prefix:
         clauses.append(f"starts_with(source_uri, {sql_string(filters.source_prefix)})")
+    if filters.ingested_after:
+        clauses.append(f"ingested_at >= TIMESTAMP '{filters.ingested_after.isoformat()}'")
+    if filters.ingested_before:
+        clauses.append(f"ingested_at < TIMESTAMP '{filters.ingested_before.isoformat()}'")
     return " AND ".join(clauses) or None
 
 
+def reciprocal_rank_fusion(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
+    """Fused score of every id: the sum over rankings of weight / (k + rank), rank from 1."""
+    scores: dict[str, float] = {}
+    for ids, weight in rankings:
+        for rank, chunk_id in enumerate(ids, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank)
+    return scores
+
+
+@dataclass
+class _Candidate:
+    row: dict[str, Any]
+    score: float = 0.0
+    vector_score: float | None = None
+    keyword_score: float | None = None
+    vector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+    def hit(self) -> Hit:
+        row = self.row
+        return Hit(
+            chunk_id=row["chunk_id"],
+            doc_id=row["doc_id"],
+            version=row["version"],
+            source_uri=row["source_uri"],
+            title=row["title"],
+            section=row["section"],
+            page=row["page"],
+            score=round(self.score, 6),
+            vector_score=None if self.vector_score is None else round(self.vector_score, 6),
+            keyword_score=None if self.keyword_score is None else round(self.keyword_score, 6),
+            text=row["text"],
+        )
+
+
+def _without_near_duplicates(candidates: list[_Candidate], threshold: float) -> list[_Candidate]:
+    """Keep the best-ranked of any chunks whose vectors are nearly identical."""
+    kept: list[_Candidate] = []
+    for candidate in candidates:
+        if all(float(candidate.vector @ other.vector) < threshold for other in kept):
+            kept.append(candidate)
+    return kept
+
+
 class Retriever:
-    def __init__(self, index: ChunkIndex, embedder: Embedder):
+    def __init__(
+        self,
+        index: ChunkIndex,
+        embedder: Embedder,
+        settings: Settings,
+        reranker: Reranker | None = None,
+    ):
         self.index = index
         self.embedder = embedder
+        self.settings = settings
+        self.reranker = reranker or NoReranker()
 
-    def search(self, query: str, top_k: int, filters: SearchFilters | None = None) -> list[Hit]:
-        vector = self.embedder.embed([query])[0]
-        rows = self.index.search(vector, top_k, filter_expression(filters))
-        return [
-            Hit(
-                chunk_id=row["chunk_id"],
-                doc_id=row["doc_id"],
-                version=row["version"],
-                source_uri=row["source_uri"],
-                title=row["title"],
-                section=row["section"],
-                page=row["page"],
-                score=round(1.0 - float(row["_distance"]), 6),
-                text=row["text"],
-            )
-            for row in rows
-        ]
+    def search(
+        self,
+        query: str,
+        top_k: int,
+        filters: SearchFilters | None = None,
+        mode: SearchMode | None = None,
+    ) -> list[Hit]:
+        candidates = self._fused(query, filters, mode or self.settings.retrieval_mode)
+        distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
+        return self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
+
+    def _fused(
+        self, query: str, filters: SearchFilters | None, mode: SearchMode
+    ) -> list[_Candidate]:
+        where = filter_expression(filters)
+        limit = self.settings.candidates
+        query_vector = self.embedder.embed([query])[0]
+        vector_rows = (
+            self.index.vector_search(query_vector, limit, where) if mode != "keyword" else []
+        )
+        keyword_rows = self.index.keyword_search(query, limit, where) if mode != "vector" else []
+
+        candidates: dict[str, _Candidate] = {}
+        for row in [*vector_rows, *keyword_rows]:
+            if row["chunk_id"] not in candidates:
+                vector = np.asarray(row["vector"], dtype=np.float32)
+                candidates[row["chunk_id"]] = _Candidate(
+                    row=row, vector=vector, vector_score=float(vector @ query_vector)
+                )
+        for row in keyword_rows:
+            candidates[row["chunk_id"]].keyword_score = float(row["_score"])
+        fused = reciprocal_rank_fusion(
+            [
+                ([row["chunk_id"] for row in vector_rows], self.settings.vector_weight),
+                ([row["chunk_id"] for row in keyword_rows], self.settings.keyword_weight),
+            ],
+            k=self.settings.rrf_k,
+        )
+        for chunk_id, score in fused.items():
+            candidates[chunk_id].score = score
+        return sorted(candidates.values(), key=lambda c: -c.score)

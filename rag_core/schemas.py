@@ -1,24 +1,33 @@
 """Request and response shapes shared by the REST API and `ragctl --json`."""
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
 
 
 class SearchFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     doc_ids: list[str] | None = Field(default=None, max_length=100)
     source_prefix: str | None = Field(
         default=None, max_length=1000, description="Only sources whose URI starts with this."
     )
+    ingested_after: datetime | None = Field(default=None, description="Inclusive lower bound.")
+    ingested_before: datetime | None = Field(default=None, description="Exclusive upper bound.")
+
+
+SearchMode = Literal["hybrid", "vector", "keyword"]
 
 
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K)
     filters: SearchFilters | None = None
+    mode: SearchMode | None = Field(default=None, description="Default: RAG_RETRIEVAL_MODE.")
 
 
 class ChunkReference(BaseModel):
@@ -31,7 +40,9 @@ class ChunkReference(BaseModel):
     title: str
     section: str
     page: int | None
-    score: float = Field(description="Cosine similarity between query and chunk.")
+    score: float = Field(description="Rank score: fused (RRF) or the reranker's.")
+    vector_score: float | None = Field(description="Cosine similarity to the query.")
+    keyword_score: float | None = Field(description="BM25 score, when the keyword search hit.")
 
 
 class Hit(ChunkReference):

@@ -6,6 +6,8 @@ from rag_core.embedding import Embedder, get_embedder
 from rag_core.index import ChunkIndex
 from rag_core.objectstore import ObjectStore
 from rag_core.pipeline import parse_failures
+from rag_core.reranking import build_reranker
+from rag_core.retrieval import Retriever
 from rag_core.schemas import IndexStatus
 from rag_core.settings import Settings
 
@@ -24,6 +26,10 @@ def chunk_index(settings: Settings) -> ChunkIndex:
 
 def embedder(settings: Settings) -> Embedder:
     return get_embedder(settings.embedding_model, settings.embed_batch_size)
+
+
+def retriever(settings: Settings) -> Retriever:
+    return Retriever(chunk_index(settings), embedder(settings), settings, build_reranker(settings))
 
 
 def index_status(settings: Settings) -> IndexStatus:

@@ -7,9 +7,12 @@ location can be pointed elsewhere (object store and index also accept `s3://` UR
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag_core.schemas import SearchMode
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -43,6 +46,24 @@ class Settings(BaseSettings):
         description="Processes that parse documents in parallel during bulk runs.",
     )
     keep_versions: int = Field(default=1, ge=1, description="Indexed versions kept per document.")
+
+    retrieval_mode: SearchMode = "hybrid"
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    vector_weight: float = Field(default=1.0, ge=0, description="Weight of the vector ranking.")
+    keyword_weight: float = Field(default=1.0, ge=0, description="Weight of the keyword ranking.")
+    candidates: int = Field(default=40, ge=1, description="Chunks fetched per ranking to fuse.")
+    dedupe_similarity: float = Field(
+        default=0.99, gt=0, le=1, description="Cosine above which two hits count as one."
+    )
+    min_relevance: float = Field(
+        default=0.2, description="Best vector similarity below which the answer is I don't know."
+    )
+    reranker: Literal["none", "cross-encoder", "cohere"] = "none"
+    reranker_model: str = Field(
+        default="", description="Cross-encoder folder on disk, or the Cohere rerank model."
+    )
+    cohere_api_key: SecretStr | None = None
+    cohere_base_url: str = "https://api.cohere.com"
 
     @model_validator(mode="after")
     def _derive_locations(self) -> "Settings":

@@ -19,8 +19,7 @@ from rich.table import Table
 from rag_core import services
 from rag_core.answering import ExtractiveAnswerer
 from rag_core.documents import plan_sources
-from rag_core.retrieval import Retriever
-from rag_core.schemas import MAX_TOP_K, SearchResponse
+from rag_core.schemas import MAX_TOP_K, SearchMode, SearchResponse
 from rag_core.settings import Settings, get_settings
 
 app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True)
@@ -28,11 +27,6 @@ console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]
-
-
-def _retriever() -> Retriever:
-    settings = get_settings()
-    return Retriever(services.chunk_index(settings), services.embedder(settings))
 
 
 def _index_sources(settings: Settings, source_keys: list[str] | None, activity: str) -> list[str]:
@@ -73,9 +67,14 @@ def discover() -> None:
 
 
 @app.command()
-def search(query: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
-    """Chunks nearest to QUERY."""
-    hits = _retriever().search(query, top_k)
+def search(
+    query: str,
+    top_k: TopKOption = 5,
+    mode: Annotated[SearchMode | None, typer.Option(help="hybrid, vector or keyword")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Chunks most relevant to QUERY."""
+    hits = services.retriever(get_settings()).search(query, top_k, mode=mode)
     if json:
         print(SearchResponse(hits=hits).model_dump_json(indent=2))
         return
@@ -89,7 +88,7 @@ def search(query: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
 @app.command()
 def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
     """Answer QUESTION from the index, with citations."""
-    response = ExtractiveAnswerer(_retriever()).answer(question, top_k)
+    response = ExtractiveAnswerer(services.retriever(get_settings())).answer(question, top_k)
     if json:
         print(response.model_dump_json(indent=2))
         return

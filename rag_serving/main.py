@@ -7,7 +7,6 @@ from fastapi import FastAPI
 
 from rag_core import services
 from rag_core.answering import ExtractiveAnswerer
-from rag_core.retrieval import Retriever
 from rag_core.settings import Settings, get_settings
 from rag_serving.routes import health, query, search
 
@@ -17,7 +16,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        retriever = Retriever(services.chunk_index(settings), services.embedder(settings))
+        retriever = services.retriever(settings)
         app.state.settings = settings
         app.state.retriever = retriever
         app.state.answerer = ExtractiveAnswerer(retriever)

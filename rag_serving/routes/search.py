@@ -9,6 +9,8 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 @router.post("/search", response_model=SearchResponse)
 async def search(request: SearchRequest, retriever: RetrieverDep) -> SearchResponse:
-    """Chunks nearest to the query, best first."""
-    hits = await run_in_threadpool(retriever.search, request.query, request.top_k, request.filters)
+    """The chunks most relevant to the query, best first."""
+    hits = await run_in_threadpool(
+        retriever.search, request.query, request.top_k, request.filters, request.mode
+    )
     return SearchResponse(hits=hits)
