@@ -1,15 +1,15 @@
-"""Extractive answers: the retrieved sentences closest to the question, each cited.
-
-This is the answerer that needs no language model; generation by an LLM replaces it when
-one is configured, and it stays as the fallback.
-"""
+"""Answer generation from retrieved hits. `ExtractiveAnswerer` needs no language model: it
+returns the retrieved sentences closest to the question, each cited. It is the fallback
+whenever no LLM is configured or reachable."""
 
 import re
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from rag_core.retrieval import Retriever
-from rag_core.schemas import Citation, Hit, QueryResponse, SearchFilters
+from rag_core.embedding import Embedder
+from rag_core.schemas import Citation, Hit, Usage
 
 EXTRACTIVE = "extractive"
 NO_ANSWER = "I don't know: nothing in the index is relevant enough to answer that."
@@ -17,32 +17,41 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 SNIPPET_CHARS = 300
 
 
+@dataclass(frozen=True)
+class Generation:
+    answer: str
+    citations: list[Citation]
+    generator: str
+    usage: Usage = field(default_factory=Usage)
+
+
+class Answerer(Protocol):
+    name: str
+
+    def generate(self, question: str, hits: list[Hit]) -> Generation: ...
+
+
 def sentences_of(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip().split()) >= 4]
 
 
-def _citation(n: int, hit: Hit) -> Citation:
+def citation_for(n: int, hit: Hit) -> Citation:
     return Citation(n=n, snippet=hit.text[:SNIPPET_CHARS], **hit.model_dump(exclude={"text"}))
 
 
 class ExtractiveAnswerer:
-    def __init__(self, retriever: Retriever, max_sentences: int = 3):
-        self.retriever = retriever
+    name = EXTRACTIVE
+
+    def __init__(self, embedder: Embedder, max_sentences: int = 3):
+        self.embedder = embedder
         self.max_sentences = max_sentences
 
-    def answer(
-        self, question: str, top_k: int, filters: SearchFilters | None = None
-    ) -> QueryResponse:
-        hits = self.retriever.search(question, top_k, filters)
-        floor = self.retriever.settings.min_relevance
-        if not any((hit.vector_score or 0.0) >= floor for hit in hits):
-            hits = []  # nothing relevant enough: better no answer than a guess
+    def generate(self, question: str, hits: list[Hit]) -> Generation:
         candidates = [(rank, s) for rank, hit in enumerate(hits) for s in sentences_of(hit.text)]
         if not candidates:
-            return QueryResponse(answer=NO_ANSWER, citations=[], generator=EXTRACTIVE)
-        embedder = self.retriever.embedder
-        question_vector = embedder.embed([question])[0]
-        similarity = embedder.embed([s for _, s in candidates]) @ question_vector
+            return Generation(answer=NO_ANSWER, citations=[], generator=EXTRACTIVE)
+        question_vector = self.embedder.embed_query(question)
+        similarity = self.embedder.embed([s for _, s in candidates]) @ question_vector
         # Rank sentences by similarity, weighted towards better-retrieved chunks.
         weights = np.array([1.0 / (1 + 0.1 * rank) for rank, _ in candidates])
         best = sorted(np.argsort(-(similarity * weights))[: self.max_sentences])
@@ -50,5 +59,5 @@ class ExtractiveAnswerer:
         cited_ranks = sorted({rank for rank, _ in chosen})
         number_of = {rank: n for n, rank in enumerate(cited_ranks, start=1)}
         answer = " ".join(f"{sentence} [{number_of[rank]}]" for rank, sentence in chosen)
-        citations = [_citation(number_of[rank], hits[rank]) for rank in cited_ranks]
-        return QueryResponse(answer=answer, citations=citations, generator=EXTRACTIVE)
+        citations = [citation_for(number_of[rank], hits[rank]) for rank in cited_ranks]
+        return Generation(answer=answer, citations=citations, generator=EXTRACTIVE)

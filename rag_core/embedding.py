@@ -44,6 +44,13 @@ class Embedder:
         if dimension is None:
             raise ValueError(f"model {model_name!r} does not report an embedding dimension")
         self.dimension: int = dimension
+        # Repeated questions skip the model: query embeddings are cached per process.
+        self.embed_query = lru_cache(maxsize=4096)(self._embed_one)
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        vector = self.embed([text])[0]
+        vector.setflags(write=False)  # shared by every caller of the cache
+        return vector
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -89,6 +89,11 @@ class ChunkIndex:
         except (FileNotFoundError, ValueError):
             return None
 
+    def table_version(self) -> int:
+        """Version of the chunks table (0 before the first write); any write changes it."""
+        table = self.table()
+        return 0 if table is None else int(table.version)
+
     def _table_for_write(self, dimension: int) -> Any:
         table = self.table()
         if table is None:

@@ -11,6 +11,7 @@ from rag_core.index import ChunkIndex, sql_in, sql_string
 from rag_core.reranking import NoReranker, Reranker
 from rag_core.schemas import Hit, SearchFilters, SearchMode
 from rag_core.settings import Settings
+from rag_core.telemetry import stage
 
 
 def filter_expression(filters: SearchFilters | None) -> str | None:
@@ -92,16 +93,18 @@ class Retriever:
         filters: SearchFilters | None = None,
         mode: SearchMode | None = None,
     ) -> list[Hit]:
-        candidates = self._fused(query, filters, mode or self.settings.retrieval_mode)
-        distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
-        return self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
+        with stage("retrieve"):
+            candidates = self._fused(query, filters, mode or self.settings.retrieval_mode)
+            distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
+        with stage("rerank"):
+            return self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
 
     def _fused(
         self, query: str, filters: SearchFilters | None, mode: SearchMode
     ) -> list[_Candidate]:
         where = filter_expression(filters)
         limit = self.settings.candidates
-        query_vector = self.embedder.embed([query])[0]
+        query_vector = self.embedder.embed_query(query)
         vector_rows = (
             self.index.vector_search(query_vector, limit, where) if mode != "keyword" else []
         )

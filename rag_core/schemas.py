@@ -64,10 +64,19 @@ class Citation(ChunkReference):
     snippet: str
 
 
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = Field(default=0.0, description="Cost of generation, in `currency`.")
+    currency: str = "GBP"
+
+
 class QueryResponse(BaseModel):
     answer: str
     citations: list[Citation]
     generator: str = Field(description="Model that wrote the answer, or `extractive`.")
+    usage: Usage = Field(default_factory=Usage)
+    cached: bool = Field(default=False, description="True when served from the response cache.")
 
 
 class IndexStatus(BaseModel):

@@ -2,10 +2,13 @@
 
 from datetime import UTC, datetime
 
+from rag_core.answering import ExtractiveAnswerer
+from rag_core.cache import build_response_cache
 from rag_core.embedding import Embedder, get_embedder
 from rag_core.index import ChunkIndex
 from rag_core.objectstore import ObjectStore
 from rag_core.pipeline import parse_failures
+from rag_core.querying import QueryService
 from rag_core.reranking import build_reranker
 from rag_core.retrieval import Retriever
 from rag_core.schemas import IndexStatus
@@ -30,6 +33,12 @@ def embedder(settings: Settings) -> Embedder:
 
 def retriever(settings: Settings) -> Retriever:
     return Retriever(chunk_index(settings), embedder(settings), settings, build_reranker(settings))
+
+
+def query_service(settings: Settings) -> QueryService:
+    search = retriever(settings)
+    answerer = ExtractiveAnswerer(search.embedder)
+    return QueryService(search, answerer, build_response_cache(settings))
 
 
 def index_status(settings: Settings) -> IndexStatus:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str = "https://api.cohere.com"
 
+    cache_url: str = Field(default="", description="redis://… to share the response cache.")
+    cache_ttl_seconds: int = Field(default=86400, ge=1)
+
     @model_validator(mode="after")
     def _derive_locations(self) -> "Settings":
         if self.chunk_overlap >= self.chunk_size:

@@ -17,9 +17,8 @@ from rich.progress import track
 from rich.table import Table
 
 from rag_core import services
-from rag_core.answering import ExtractiveAnswerer
 from rag_core.documents import plan_sources
-from rag_core.schemas import MAX_TOP_K, SearchMode, SearchResponse
+from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchResponse
 from rag_core.settings import Settings, get_settings
 
 app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True)
@@ -88,7 +87,9 @@ def search(
 @app.command()
 def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
     """Answer QUESTION from the index, with citations."""
-    response = ExtractiveAnswerer(services.retriever(get_settings())).answer(question, top_k)
+    response = services.query_service(get_settings()).query(
+        QueryRequest(question=question, top_k=top_k)
+    )
     if json:
         print(response.model_dump_json(indent=2))
         return

@@ -6,20 +6,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from rag_core import services
-from rag_core.answering import ExtractiveAnswerer
 from rag_core.settings import Settings, get_settings
-from rag_serving.routes import health, query, search
+from rag_serving.observability import configure_tracing, instrument
+from rag_serving.routes import health, metrics, query, search
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_tracing()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        retriever = services.retriever(settings)
-        app.state.settings = settings
-        app.state.retriever = retriever
-        app.state.answerer = ExtractiveAnswerer(retriever)
+        app.state.query_service = services.query_service(settings)
         yield
 
     app = FastAPI(
@@ -28,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (health, search, query):
+    instrument(app)
+    for module in (health, search, query, metrics):
         app.include_router(module.router)
     return app

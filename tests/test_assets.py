@@ -5,7 +5,6 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
-from conftest import SAMPLE_CORPUS, ingest
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -26,6 +25,8 @@ from rag_assets.resources import RagResource
 from rag_core import services
 from rag_core.documents import add_sources, artifact_key, discover
 from rag_core.settings import Settings
+
+from conftest import SAMPLE_CORPUS, ingest
 
 ASSETS = [raw_document, parsed_document, chunks, embeddings, index]
 

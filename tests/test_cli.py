@@ -2,11 +2,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import PORT_DOCUMENT, PORT_QUESTION, SAMPLE_CORPUS
 from typer.testing import CliRunner
 
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
+
+from conftest import PORT_DOCUMENT, PORT_QUESTION, SAMPLE_CORPUS
 
 runner = CliRunner()
 

@@ -1,7 +1,8 @@
 import pytest
-from conftest import SAMPLE_CORPUS
 
 from rag_core.parsing import parse_document
+
+from conftest import SAMPLE_CORPUS
 
 
 @pytest.mark.parametrize(

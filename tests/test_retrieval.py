@@ -4,12 +4,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import ingest
 
 from rag_core import services
 from rag_core.retrieval import reciprocal_rank_fusion
 from rag_core.schemas import Hit, SearchFilters
 from rag_core.settings import Settings
+
+from conftest import ingest
 
 SYNC_GUIDE = """# Calendar synchronisation
 

@@ -1,5 +1,15 @@
-from conftest import PORT_DOCUMENT, PORT_QUESTION
+from pathlib import Path
+
 from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from rag_core.settings import Settings
+from rag_serving.main import create_app
+
+from conftest import PORT_DOCUMENT, PORT_QUESTION, ingest
 
 
 def test_answer_cites_the_document_that_holds_it(client: TestClient) -> None:
@@ -26,3 +36,45 @@ def test_question_outside_every_filter_gets_no_answer(client: TestClient) -> Non
 
 def test_oversized_question_is_rejected(client: TestClient) -> None:
     assert client.post("/v1/query", json={"question": "x" * 5000}).status_code == 422
+
+
+def test_every_answer_reports_usage_and_generator(client: TestClient) -> None:
+    body = client.post("/v1/query", json={"question": "What does VACUUM FULL do?"}).json()
+    assert body["usage"] == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+        "currency": "GBP",
+    }
+    assert body["generator"] == "extractive" and isinstance(body["cached"], bool)
+
+
+def test_repeat_is_served_from_the_cache_until_the_index_changes(
+    rag_home: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "a.md").write_text("# Parking\n\nVisitors park on level two of the garage.\n")
+    ingest(rag_home, tmp_path / "a.md")
+    question = {"question": "Where do visitors park?"}
+    with TestClient(create_app(rag_home)) as fresh:
+        first = fresh.post("/v1/query", json=question).json()
+        again = fresh.post("/v1/query", json={"question": "  where do VISITORS park? "}).json()
+        assert (first["cached"], again["cached"]) == (False, True)
+        assert again["answer"] == first["answer"] and again["citations"] == first["citations"]
+
+        (tmp_path / "b.md").write_text("# Bikes\n\nBicycles are stored in the basement.\n")
+        ingest(rag_home, tmp_path / "b.md")
+        assert fresh.post("/v1/query", json=question).json()["cached"] is False
+
+
+def test_trace_id_header_names_the_trace_of_every_stage(client: TestClient) -> None:
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    response = client.post("/v1/query", json={"question": "How are JSON values indexed?"})
+    trace_id = int(response.headers["X-Trace-Id"], 16)
+    finished = exporter.get_finished_spans()
+    assert {"cache_lookup", "retrieve", "rerank", "generate"} <= {span.name for span in finished}
+    assert {span.context.trace_id for span in finished} == {trace_id}, "one trace per request"
+    [root] = [span for span in finished if span.parent is None]
+    assert root.name == "POST /v1/query"

@@ -1,6 +1,7 @@
 import pytest
-from conftest import PORT_DOCUMENT, PORT_QUESTION
 from fastapi.testclient import TestClient
+
+from conftest import PORT_DOCUMENT, PORT_QUESTION
 
 HIT_FIELDS = {"chunk_id", "doc_id", "version", "source_uri", "title", "score", "text"}
 

@@ -1,0 +1,42 @@
+"""Traces and metrics of the query path: one span and one latency observation per stage.
+
+Spans go through the OpenTelemetry API (exported only when the serving process configures an
+exporter); metrics are Prometheus collectors, named `rag_*` for the dashboards.
+"""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import Span
+from prometheus_client import Counter, Histogram
+
+tracer = trace.get_tracer("rag_platform")
+
+STAGE_SECONDS = Histogram(
+    "rag_stage_duration_seconds",
+    "Latency of one stage of a request: cache_lookup, retrieve, rerank, generate.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CACHE_REQUESTS = Counter(
+    "rag_cache_requests", "Cache lookups by cache and result (hit, miss).", ["cache", "result"]
+)
+LLM_TOKENS = Counter(
+    "rag_llm_tokens", "Tokens by model and kind (prompt, completion).", ["model", "kind"]
+)
+LLM_COST = Counter(
+    "rag_llm_cost", "Cost of generation by model and currency.", ["model", "currency"]
+)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[Span]:
+    """Time a stage as a child span of the current trace and in `rag_stage_duration_seconds`."""
+    started = time.perf_counter()
+    with tracer.start_as_current_span(name) as span:
+        try:
+            yield span
+        finally:
+            STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)

@@ -1,0 +1,16 @@
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from rag_serving.deps import RetrieverDep
+from rag_serving.observability import INDEX_CHUNKS, INDEX_VERSION
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(retriever: RetrieverDep) -> Response:
+    """Prometheus exposition of the process's metrics."""
+    stats = retriever.index.stats()
+    INDEX_VERSION.set(stats.table_version)
+    INDEX_CHUNKS.set(stats.chunks)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
