@@ -3,6 +3,7 @@ returns the retrieved sentences closest to the question, each cited. It is the f
 whenever no LLM is configured or reachable."""
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +30,10 @@ class Answerer(Protocol):
     name: str
 
     def generate(self, question: str, hits: list[Hit]) -> Generation: ...
+
+    def stream(self, question: str, hits: list[Hit]) -> Iterator[str | Generation]:
+        """Text deltas, then the complete generation."""
+        ...
 
 
 def sentences_of(text: str) -> list[str]:
@@ -61,3 +66,8 @@ class ExtractiveAnswerer:
         answer = " ".join(f"{sentence} [{number_of[rank]}]" for rank, sentence in chosen)
         citations = [citation_for(number_of[rank], hits[rank]) for rank in cited_ranks]
         return Generation(answer=answer, citations=citations, generator=EXTRACTIVE)
+
+    def stream(self, question: str, hits: list[Hit]) -> Iterator[str | Generation]:
+        generation = self.generate(question, hits)
+        yield generation.answer
+        yield generation

@@ -1,9 +1,12 @@
-"""The query path: cache lookup → retrieve → rerank → generate, each a traced stage."""
+"""The query path: cache lookup → retrieve → rerank → generate, each a traced stage, as one
+response or as a stream of text deltas closed by the full response."""
+
+from collections.abc import Iterator
 
 from rag_core.answering import NO_ANSWER, Answerer, Generation
 from rag_core.cache import ResponseCache, cache_key, normalize_question
 from rag_core.retrieval import Retriever
-from rag_core.schemas import QueryRequest, QueryResponse
+from rag_core.schemas import Hit, QueryRequest, QueryResponse
 from rag_core.telemetry import stage
 
 
@@ -12,6 +15,61 @@ class QueryService:
         self.retriever = retriever
         self.answerer = answerer
         self.cache = cache
+
+    def query(self, request: QueryRequest) -> QueryResponse:
+        key, cached, hits = self._prepare(request)
+        if cached is not None:
+            return cached
+        if not hits:
+            return self._finish(key, self._no_answer())
+        with stage("generate"):
+            return self._finish(key, self.answerer.generate(request.question, hits))
+
+    def stream(self, request: QueryRequest) -> Iterator[str | QueryResponse]:
+        """Text deltas as the answer is written, then the complete response."""
+        key, cached, hits = self._prepare(request)
+        if cached is not None:
+            yield cached.answer
+            yield cached
+            return
+        generation = self._no_answer()
+        if hits:
+            with stage("generate"):
+                for item in self.answerer.stream(request.question, hits):
+                    if isinstance(item, Generation):
+                        generation = item
+                    else:
+                        yield item
+        else:
+            yield generation.answer
+        yield self._finish(key, generation)
+
+    def _prepare(self, request: QueryRequest) -> tuple[str, QueryResponse | None, list[Hit]]:
+        """The cache key, a cached response if any, else the hits relevant enough to use."""
+        key = self._key(request)
+        with stage("cache_lookup"):
+            cached = self.cache.get(key)
+        if cached is not None:
+            response = QueryResponse.model_validate_json(cached)
+            return key, response.model_copy(update={"cached": True}), []
+        hits = self.retriever.search(request.question, request.top_k, request.filters)
+        floor = self.retriever.settings.min_relevance
+        relevant = any((hit.vector_score or 0.0) >= floor for hit in hits)
+        return key, None, hits if relevant else []
+
+    def _no_answer(self) -> Generation:
+        return Generation(answer=NO_ANSWER, citations=[], generator=self.answerer.name)
+
+    def _finish(self, key: str, generation: Generation) -> QueryResponse:
+        response = QueryResponse(
+            answer=generation.answer,
+            citations=generation.citations,
+            generator=generation.generator,
+            usage=generation.usage,
+            cached=False,
+        )
+        self.cache.set(key, response.model_dump_json())
+        return response
 
     def _key(self, request: QueryRequest) -> str:
         settings = self.retriever.settings
@@ -26,26 +84,3 @@ class QueryService:
             index=settings.index_uri,
             index_version=self.retriever.index.table_version(),
         )
-
-    def query(self, request: QueryRequest) -> QueryResponse:
-        key = self._key(request)
-        with stage("cache_lookup"):
-            cached = self.cache.get(key)
-        if cached is not None:
-            return QueryResponse.model_validate_json(cached).model_copy(update={"cached": True})
-        hits = self.retriever.search(request.question, request.top_k, request.filters)
-        floor = self.retriever.settings.min_relevance
-        if not any((hit.vector_score or 0.0) >= floor for hit in hits):
-            generation = Generation(answer=NO_ANSWER, citations=[], generator=self.answerer.name)
-        else:
-            with stage("generate"):
-                generation = self.answerer.generate(request.question, hits)
-        response = QueryResponse(
-            answer=generation.answer,
-            citations=generation.citations,
-            generator=generation.generator,
-            usage=generation.usage,
-            cached=False,
-        )
-        self.cache.set(key, response.model_dump_json())
-        return response

@@ -57,6 +57,11 @@ class QueryRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K)
     filters: SearchFilters | None = None
+    stream: bool = Field(
+        default=False,
+        description="Answer as Server-Sent Events: `token` events, then one `done` event "
+        "carrying the full response.",
+    )
 
 
 class Citation(ChunkReference):

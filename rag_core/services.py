@@ -2,10 +2,11 @@
 
 from datetime import UTC, datetime
 
-from rag_core.answering import ExtractiveAnswerer
+from rag_core.answering import Answerer, ExtractiveAnswerer
 from rag_core.cache import build_response_cache
 from rag_core.embedding import Embedder, get_embedder
 from rag_core.index import ChunkIndex
+from rag_core.llm import LLMAnswerer
 from rag_core.objectstore import ObjectStore
 from rag_core.pipeline import parse_failures
 from rag_core.querying import QueryService
@@ -37,7 +38,9 @@ def retriever(settings: Settings) -> Retriever:
 
 def query_service(settings: Settings) -> QueryService:
     search = retriever(settings)
-    answerer = ExtractiveAnswerer(search.embedder)
+    answerer: Answerer = ExtractiveAnswerer(search.embedder)
+    if settings.llm_base_url:
+        answerer = LLMAnswerer(settings, fallback=answerer)
     return QueryService(search, answerer, build_response_cache(settings))
 
 

@@ -65,6 +65,19 @@ class Settings(BaseSettings):
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str = "https://api.cohere.com"
 
+    llm_base_url: str = Field(
+        default="", description="OpenAI-compatible endpoint; empty means extractive answers."
+    )
+    llm_model: str = "qwen2.5-coder-0.5b-instruct"
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_tokens: int = Field(default=300, ge=1)
+    llm_port: int = Field(default=8001, description="Port of the embedded local model server.")
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default={"qwen2.5-coder-0.5b-instruct": (0.0, 0.0), "gpt-4o-mini": (0.12, 0.48)},
+        description="Price per million prompt and completion tokens, in `currency`, by model.",
+    )
+    currency: str = "GBP"
     cache_url: str = Field(default="", description="redis://… to share the response cache.")
     cache_ttl_seconds: int = Field(default=86400, ge=1)
 

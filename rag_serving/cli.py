@@ -18,6 +18,7 @@ from rich.table import Table
 
 from rag_core import services
 from rag_core.documents import plan_sources
+from rag_core.llm import LocalLLMServer, assemble_local_model
 from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchResponse
 from rag_core.settings import Settings, get_settings
 
@@ -157,6 +158,13 @@ def dev(
     with local_instance(settings) as instance:
         instance.get_runs(limit=1)
     env = os.environ | {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
+    local_llm = None
+    if not settings.llm_base_url:  # the embedded default: serve the packaged model ourselves
+        with console.status("Assembling the local model (once)"):
+            local_llm = LocalLLMServer(
+                assemble_local_model(settings.home / "models"), settings.llm_port
+            )
+        env["RAG_LLM_BASE_URL"] = local_llm.base_url
     bin_dir = Path(sys.executable).parent
     commands = [
         [str(bin_dir / "dagster-webserver"), "-m", "rag_assets.definitions",
@@ -165,6 +173,8 @@ def dev(
         [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
          "--host", host, "--port", str(api_port)],
     ]  # fmt: skip
+    if local_llm:
+        commands.append(local_llm.command)
     processes = [
         subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_reset_signals)
         for cmd in commands

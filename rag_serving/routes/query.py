@@ -1,5 +1,9 @@
-from fastapi import APIRouter
+import json
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from rag_core.schemas import QueryRequest, QueryResponse
 from rag_serving.deps import QueryServiceDep
@@ -7,8 +11,20 @@ from rag_serving.deps import QueryServiceDep
 router = APIRouter(prefix="/v1", tags=["query"])
 
 
+def server_sent_events(items: Iterator[str | QueryResponse]) -> Iterator[str]:
+    for item in items:
+        if isinstance(item, QueryResponse):
+            yield f"event: done\ndata: {item.model_dump_json()}\n\n"
+        else:
+            yield f"event: token\ndata: {json.dumps({'text': item})}\n\n"
+
+
 @router.post("/query", response_model=QueryResponse)
-async def query(request: QueryRequest, service: QueryServiceDep) -> QueryResponse:
+async def query(request: QueryRequest, service: QueryServiceDep) -> QueryResponse | Response:
     """An answer from the index with its citations, the generator that wrote it, token usage
-    and cost, and whether it came from the cache."""
+    and cost, and whether it came from the cache; streamed as SSE when `stream` is true."""
+    if request.stream:
+        return StreamingResponse(
+            server_sent_events(service.stream(request)), media_type="text/event-stream"
+        )
     return await run_in_threadpool(service.query, request)

@@ -1,3 +1,5 @@
+import json
+import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -6,6 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from rag_core import services
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 
@@ -78,3 +81,35 @@ def test_trace_id_header_names_the_trace_of_every_stage(client: TestClient) -> N
     assert {span.context.trace_id for span in finished} == {trace_id}, "one trace per request"
     [root] = [span for span in finished if span.parent is None]
     assert root.name == "POST /v1/query"
+
+
+def _events(body: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        kind, data = block.split("\n", 1)
+        events.append((kind.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return events
+
+
+def test_streaming_sends_tokens_then_the_full_response(client: TestClient) -> None:
+    question = {"question": "What are the index types in PostgreSQL?", "stream": True}
+    with client.stream("POST", "/v1/query", json=question) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = _events(response.read().decode())
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"token"} and len(kinds) >= 2
+    done = events[-1][1]
+    assert "".join(data["text"] for _, data in events[:-1]) == done["answer"]
+    assert done["citations"] and done["usage"]["currency"] == "GBP"
+
+    plain = client.post("/v1/query", json={**question, "stream": False}).json()
+    assert plain["cached"] is True and plain["answer"] == done["answer"]
+
+
+def test_extractive_citations_hold_the_quoted_sentences(client: TestClient) -> None:
+    body = client.post("/v1/query", json={"question": "What does VACUUM reclaim?"}).json()
+    table = services.chunk_index(client.app.state.query_service.retriever.settings).table()
+    for sentence, n in re.findall(r"(.+?) \\[(\\d+)\\]\\s*", body["answer"]):
+        [citation] = [c for c in body["citations"] if c["n"] == int(n)]
+        [row] = table.search().where(f"chunk_id = '{citation['chunk_id']}'").to_list()
+        assert sentence.strip() in row["text"]

@@ -1,0 +1,52 @@
+"""Prompting and citation handling of the LLM answerer; the model itself is exercised end to
+end in test_local_llm.py."""
+
+import socket
+
+from rag_core.answering import ExtractiveAnswerer
+from rag_core.llm import UNSUPPORTED_NOTE, LLMAnswerer, prompt_messages, supported_answer
+from rag_core.schemas import Hit
+from rag_core.services import embedder
+from rag_core.settings import Settings
+
+
+def _hit(n: int, text: str) -> Hit:
+    return Hit(chunk_id=f"c{n}", doc_id=f"d{n}", version="v", source_uri=f"file:///doc{n}.md",
+               title=f"Doc {n}", section="Intro", page=None, score=0.5, vector_score=0.6,
+               keyword_score=None, text=text)  # fmt: skip
+
+
+HITS = [_hit(1, "The cafeteria opens at eight."), _hit(2, "Parking is on level two.")]
+
+
+def test_prompt_numbers_the_passages_after_a_worked_example() -> None:
+    messages = prompt_messages("When does it open?", HITS)
+    assert messages[0]["role"] == "system" and "square brackets" in str(messages[0]["content"])
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[-1]["content"] == (
+        "Passages:\n\n[1] The cafeteria opens at eight.\n\n[2] Parking is on level two."
+        "\n\nQuestion: When does it open?"
+    )
+
+
+def test_invented_citations_are_dropped() -> None:
+    answer, cited = supported_answer("It opens at eight [1][7]. Parking is upstairs [2].", HITS)
+    assert cited == [1, 2]
+    assert answer == "It opens at eight [1]. Parking is upstairs [2]."
+
+
+def test_an_answer_without_supported_citations_says_so() -> None:
+    answer, cited = supported_answer("The moon is made of cheese [9].", HITS)
+    assert cited == [] and answer.endswith(UNSUPPORTED_NOTE)
+    assert supported_answer("I don't know.", HITS) == ("I don't know.", [])
+
+
+def test_unreachable_model_falls_back_to_extractive() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(llm_base_url=f"http://127.0.0.1:{port}/v1", llm_timeout_seconds=5)
+    extractive = ExtractiveAnswerer(embedder(settings))
+    generation = LLMAnswerer(settings, fallback=extractive).generate("When does it open?", HITS)
+    assert generation.generator == "extractive"
+    assert generation.citations and generation.usage.prompt_tokens == 0
