@@ -179,7 +179,10 @@ def dev(
         subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_reset_signals)
         for cmd in commands
     ]
-    console.print(f"Dagster UI http://{host}:{dagster_port}  API http://{host}:{api_port}/docs")
+    console.print(
+        f"Dagster UI http://{host}:{dagster_port}  API http://{host}:{api_port}/docs  "
+        f"LLM {env.get('RAG_LLM_BASE_URL') or 'none (extractive answers)'}"
+    )
     # Stop on SIGINT or SIGTERM even when started from a shell that ignores SIGINT for
     # background jobs (Python then leaves SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
