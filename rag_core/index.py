@@ -81,6 +81,7 @@ class ChunkIndex:
                 "allow_http": str(settings.s3_endpoint_url.startswith("http:")).lower(),
             }
         self._db = lancedb.connect(settings.index_uri, storage_options=storage_options or None)
+        self._vector_index_min_rows = settings.vector_index_min_rows
 
     def table(self) -> Any | None:
         """The chunks table, or None before anything was indexed."""
@@ -125,10 +126,18 @@ class ChunkIndex:
             table.create_fts_index("text")
 
     def optimize(self) -> None:
-        """Compact fragments and bring every index up to date with the rows."""
+        """Compact fragments and bring every index up to date with the rows; past
+        `vector_index_min_rows` rows, build the ANN vector index (below it, exact search is
+        fast enough and exact)."""
         table = self.table()
-        if table is not None:
-            table.optimize()
+        if table is None:
+            return
+        table.optimize()
+        has_vector_index = any(i.columns == ["vector"] for i in table.list_indices())
+        if not has_vector_index and table.count_rows() >= self._vector_index_min_rows:
+            table.create_index(
+                metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ"
+            )
 
     def unindexed_text_rows(self) -> int:
         """Rows the full-text index has not absorbed yet (searched, but more slowly)."""

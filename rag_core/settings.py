@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     keep_versions: int = Field(default=1, ge=1, description="Indexed versions kept per document.")
 
+    vector_index_min_rows: int = Field(
+        default=20_000, ge=1, description="Rows from which the table gets an ANN vector index."
+    )
     retrieval_mode: SearchMode = "hybrid"
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
     vector_weight: float = Field(default=1.0, ge=0, description="Weight of the vector ranking.")

@@ -86,3 +86,17 @@ def test_reciprocal_rank_fusion_weights_ranks() -> None:
     assert fused["b"] == pytest.approx(1 / 62 + 2 / 61)
     assert fused["c"] == pytest.approx(2 / 62)
     assert sorted(fused, key=fused.__getitem__, reverse=True) == ["b", "c", "a"]
+
+
+def test_large_tables_get_an_ann_vector_index(
+    rag_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_VECTOR_INDEX_MIN_ROWS", "5")
+    settings = Settings()
+    for n in range(8):
+        (tmp_path / f"note-{n}.md").write_text(f"# Note {n}\n\nRoom {n} seats {n + 4} people.\n")
+    ingest(settings, tmp_path)
+    table = services.chunk_index(settings).table()
+    assert any(index.columns == ["vector"] for index in table.list_indices())
+    hits = services.retriever(settings).search("How many people fit in room 3?", 3)
+    assert "note-3.md" in _names(hits)
