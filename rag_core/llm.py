@@ -8,6 +8,7 @@ once, and `LocalLLMServer` serves them with llama-cpp-python on loopback.
 
 import hashlib
 import importlib
+import math
 import re
 import subprocess
 import sys
@@ -43,7 +44,9 @@ _EXAMPLE_PASSAGES = [
     "Nightly backups are kept for thirty days and then deleted.",
 ]
 UNSUPPORTED_NOTE = "(No statement in this answer is supported by a cited source.)"
-_MARKER = re.compile(r"\[(\d+)\]")
+_MARKER = re.compile(r"\s*\[(\d+)\]")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_TERM = re.compile(r"[a-z0-9_]{3,}|\d+")
 UNREACHABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError)
 
 
@@ -138,13 +141,46 @@ def prompt_messages(question: str, hits: list[Hit]) -> list[ChatCompletionMessag
     ]
 
 
+def _terms(text: str) -> set[str]:
+    return set(_TERM.findall(text.lower()))
+
+
+def _best_support(sentence: str, hits: list[Hit]) -> int | None:
+    """The passage (1-based) sharing the most weight of the sentence's terms, rare terms
+    (numbers, identifiers) weighing most, if it holds at least half of that weight."""
+    passages = [_terms(hit.text) for hit in hits]
+    terms = _terms(sentence)
+    weight = {t: math.log(1 + len(hits) / (1 + sum(t in p for p in passages))) for t in terms}
+    total = sum(weight.values())
+    if not total:
+        return None
+    scores = [sum(weight[t] for t in terms & passage) for passage in passages]
+    best = max(range(len(hits)), key=scores.__getitem__)
+    return best + 1 if scores[best] >= 0.5 * total else None
+
+
 def supported_answer(text: str, hits: list[Hit]) -> tuple[str, list[int]]:
-    """Drop markers that name no context block; return the answer and the blocks it cites."""
-    cited = sorted({int(n) for n in _MARKER.findall(text) if 1 <= int(n) <= len(hits)})
-    answer = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in cited else "", text).strip()
-    if not cited and not answer.lower().startswith("i don't know"):
+    """Re-attribute every sentence to the passage that supports it, whatever number the model
+    wrote (small models cite the wrong block, or none): markers naming no passage, or one that
+    does not hold the sentence, are replaced or dropped. Returns the answer and the passages
+    it cites; an answer left with no supported citation says so."""
+    if text.strip().lower().startswith("i don't know"):
+        return text.strip(), []
+    sentences = [_MARKER.sub("", s).strip() for s in _SENTENCE.split(text.strip())]
+    cited: set[int] = set()
+    parts = []
+    for sentence in filter(None, sentences):
+        passage = _best_support(sentence, hits)
+        if passage is None:
+            parts.append(sentence)
+            continue
+        cited.add(passage)
+        body, end = (sentence[:-1], sentence[-1]) if sentence[-1] in ".!?" else (sentence, "")
+        parts.append(f"{body} [{passage}]{end}")
+    answer = " ".join(parts)
+    if not cited:
         answer = f"{answer}\n\n{UNSUPPORTED_NOTE}"
-    return answer, cited
+    return answer, sorted(cited)
 
 
 class LLMAnswerer:

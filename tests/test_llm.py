@@ -29,10 +29,12 @@ def test_prompt_numbers_the_passages_after_a_worked_example() -> None:
     )
 
 
-def test_invented_citations_are_dropped() -> None:
-    answer, cited = supported_answer("It opens at eight [1][7]. Parking is upstairs [2].", HITS)
+def test_citations_are_attributed_to_the_supporting_passage() -> None:
+    answer, cited = supported_answer(
+        "It opens at eight [2][7]. Parking is on level two [1]. Be kind.", HITS
+    )
     assert cited == [1, 2]
-    assert answer == "It opens at eight [1]. Parking is upstairs [2]."
+    assert answer == "It opens at eight [1]. Parking is on level two [2]. Be kind."
 
 
 def test_an_answer_without_supported_citations_says_so() -> None:
