@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import openai
@@ -203,14 +204,17 @@ class LLMAnswerer:
         citations = [citation_for(n, hits[n - 1]) for n in cited]
         return Generation(answer=answer, citations=citations, generator=self.name, usage=usage)
 
+    def _request(self, question: str, hits: list[Hit]) -> dict[str, Any]:
+        return {
+            "model": self._settings.llm_model,
+            "messages": prompt_messages(question, hits),
+            "max_tokens": self._settings.llm_max_tokens,
+            "temperature": 0,
+        }
+
     def generate(self, question: str, hits: list[Hit]) -> Generation:
         try:
-            completion = self._client.chat.completions.create(
-                model=self._settings.llm_model,
-                messages=prompt_messages(question, hits),
-                max_tokens=self._settings.llm_max_tokens,
-                temperature=0,
-            )
+            completion = self._client.chat.completions.create(**self._request(question, hits))
         except UNREACHABLE:
             return self._fallback.generate(question, hits)
         text = completion.choices[0].message.content or ""
@@ -221,12 +225,7 @@ class LLMAnswerer:
         unsupported citation markers removed."""
         try:
             chunks = self._client.chat.completions.create(
-                model=self._settings.llm_model,
-                messages=prompt_messages(question, hits),
-                max_tokens=self._settings.llm_max_tokens,
-                temperature=0,
-                stream=True,
-                stream_options={"include_usage": True},
+                **self._request(question, hits), stream=True, stream_options={"include_usage": True}
             )
             parts, usage = [], None
             for chunk in chunks:
