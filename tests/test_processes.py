@@ -46,7 +46,7 @@ def _ignore_sigint() -> None:
 
 
 def _start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {"RAG_HOME": str(home)}
+    env = os.environ | {"RAG_HOME": str(home), "RAG_LLM_PORT": str(_free_port())}
     return subprocess.Popen(
         [RAGCTL, *args], env=env, start_new_session=True, preexec_fn=_ignore_sigint
     )
@@ -92,8 +92,9 @@ def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings)
         ["dev", "--api-port", str(api_port), "--dagster-port", str(dagster_port)], rag_home.home
     )
     try:
-        _wait_for(f"http://127.0.0.1:{api_port}/healthz", timeout=120)
-        _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", timeout=180)
+        # Four heavy processes start at once on two cores; allow for a slow machine.
+        _wait_for(f"http://127.0.0.1:{api_port}/healthz", timeout=300)
+        _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", timeout=300)
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "dagster-daemon" in names and "dagster-webserver" in names
