@@ -158,15 +158,14 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
             "table_chunks": stats.chunks,
             "table_documents": stats.documents,
         },
-        check_results=_index_checks(context, store, chunk_index, manifests, dimension, live),
+        check_results=_index_checks(context, chunk_index, result.chunk_counts, dimension, live),
     )
 
 
 def _index_checks(
     context: dg.AssetExecutionContext,
-    store: ObjectStore,
     chunk_index: ChunkIndex,
-    manifests: list[DocumentVersion],
+    chunk_counts: dict[tuple[str, str], int],
     dimension: int,
     live: LiveVersions,
 ) -> list[dg.AssetCheckResult]:
@@ -179,10 +178,9 @@ def _index_checks(
     live_partitions = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     orphaned = [pair for pair in live if partition_key(*pair) not in live_partitions]
     mismatched = [
-        m.partition_key
-        for m in manifests
-        if (m.doc_id, m.version) in live
-        and live[(m.doc_id, m.version)] != len(pipeline.read_chunks(store, m).chunks)
+        partition_key(*pair)
+        for pair, count in chunk_counts.items()
+        if pair in live and live[pair] != count
     ]
     return [
         dg.AssetCheckResult(

@@ -169,6 +169,7 @@ def version_rows(store: ObjectStore, manifest: DocumentVersion, dimension: int) 
 class IndexResult:
     inserted: int
     retired: list[tuple[str, str]]
+    chunk_counts: dict[tuple[str, str], int]  # chunks of each indexed (doc_id, version)
 
 
 def index_versions(
@@ -188,4 +189,5 @@ def index_versions(
         remove_artifacts(store, doc_id, version)
     if inserted or retired:
         index.optimize()  # compact, and fold new rows into the full-text index
-    return IndexResult(inserted=inserted, retired=retired)
+    counts = {(m.doc_id, m.version): t.num_rows for m, t in zip(manifests, rows, strict=True)}
+    return IndexResult(inserted=inserted, retired=retired, chunk_counts=counts)
