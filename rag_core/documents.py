@@ -1,7 +1,7 @@
 """Document versions: how sources in the object store become partitions, and the artifacts
 each pipeline stage leaves behind under keys named by ids only."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -64,10 +64,15 @@ def plan_sources(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     return planned
 
 
-def add_sources(store: ObjectStore, paths: Iterable[Path]) -> list[str]:
-    """Copy files into the store's sources; returns the keys written."""
+def add_sources(
+    store: ObjectStore,
+    paths: Iterable[Path],
+    progress: Callable[[list[tuple[Path, str]]], Iterable[tuple[Path, str]]] = iter,
+) -> list[str]:
+    """Copy files into the store's sources (through `progress`, e.g. a progress bar);
+    returns the keys written."""
     planned = plan_sources(paths)
-    for file, key in planned:
+    for file, key in progress(planned):
         store.put(key, file.read_bytes())
     return [key for _, key in planned]
 

@@ -17,7 +17,7 @@ from rich.progress import track
 from rich.table import Table
 
 from rag_core import services
-from rag_core.documents import plan_sources
+from rag_core.documents import add_sources
 from rag_core.llm import LocalLLMServer, assemble_local_model
 from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchResponse
 from rag_core.settings import Settings, get_settings
@@ -46,14 +46,13 @@ def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
     """Copy files or folders into the object store and index them; returns when queryable."""
     settings = get_settings()
     store = services.object_store(settings)
-    planned = plan_sources(paths)
-    for file, key in track(planned, description="Copying", console=console):
-        store.put(key, file.read_bytes())
-    source_keys = [key for _, key in planned]
+    source_keys = add_sources(
+        store, paths, lambda planned: track(planned, description="Copying", console=console)
+    )
     new_keys = _index_sources(settings, source_keys, "Indexing new document versions")
     status = services.index_status(settings)
     console.print(
-        f"{len(planned)} files, {len(new_keys)} new versions indexed; index holds "
+        f"{len(source_keys)} files, {len(new_keys)} new versions indexed; index holds "
         f"{status.documents} documents, {status.chunks} chunks"
         + (f"; {status.failed_documents} could not be parsed" if status.failed_documents else "")
     )
