@@ -23,6 +23,7 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from rag_core.answering import Answerer, Generation, citation_for
+from rag_core.processes import stop_process_groups
 from rag_core.schemas import Hit, Usage
 from rag_core.settings import Settings
 from rag_core.telemetry import LLM_COST, LLM_TOKENS
@@ -106,13 +107,8 @@ class LocalLLMServer:
         raise TimeoutError("the local LLM server did not start in time")
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process:
+            stop_process_groups([self._process])
 
     def __enter__(self) -> str:
         return self.start()

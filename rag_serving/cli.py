@@ -19,6 +19,7 @@ from rich.table import Table
 from rag_core import services
 from rag_core.documents import add_sources
 from rag_core.llm import LocalLLMServer, assemble_local_model
+from rag_core.processes import stop_process_groups
 from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchResponse
 from rag_core.settings import Settings, get_settings
 
@@ -130,19 +131,6 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _stop(processes: list[subprocess.Popen[bytes]], grace_seconds: float = 10.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @app.command()
 def dev(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -194,4 +182,4 @@ def dev(
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(processes)
+        stop_process_groups(processes)
