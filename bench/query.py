@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -33,6 +32,7 @@ from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
 from rag_core.documents import add_sources
 from rag_core.llm import LocalLLMServer, assemble_local_model
+from rag_core.processes import free_port
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
 
@@ -138,11 +138,10 @@ def main() -> None:
 
 def time_local_model(settings: Settings, queries: list[str]) -> dict[str, dict[str, float]]:
     model = assemble_local_model(settings.home / "models")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with LocalLLMServer(model, port) as base_url:
-        service = services.query_service(settings.model_copy(update={"llm_base_url": base_url}))
+    port = free_port()
+    with LocalLLMServer(model, port) as server:
+        local = settings.model_copy(update={"llm_base_url": server.base_url})
+        service = services.query_service(local)
         responses = []
         durations = timed(
             [lambda q=q: responses.append(service.query(QueryRequest(question=q))) for q in queries]

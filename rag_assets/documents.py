@@ -1,5 +1,5 @@
 """Document indexing: raw → parsed → chunks → embeddings → index, one partition per
-document version (`<doc_id>@<version>`), with discovery turning new sources into runs.
+document version (`<doc_id>@<version>`); `events.py` turns change events into runs.
 
 Every asset handles all partitions of its run at once (single-run backfill policy), so a bulk
 ingest or a backfill pays Dagster's run start-up once and embeds in full batches.
@@ -13,7 +13,7 @@ import dagster as dg
 
 from rag_assets.resources import RagResource
 from rag_core import pipeline
-from rag_core.documents import DocumentVersion, capture_raw, discover, read_manifest
+from rag_core.documents import DocumentVersion, capture_raw, read_manifest
 from rag_core.ids import partition_key, split_partition_key
 from rag_core.index import ChunkIndex, LiveVersions
 from rag_core.objectstore import ObjectStore
@@ -209,28 +209,6 @@ ingest_documents = dg.define_asset_job(
 )
 
 
-@dg.sensor(
-    job=ingest_documents,
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def document_discovery_sensor(
-    context: dg.SensorEvaluationContext, rag: RagResource
-) -> dg.SensorResult:
-    """New or changed sources become partitions and runs; the run key is the partition key,
-    so a version is never launched twice."""
-    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
-    new_keys = [v.partition_key for v in discover(rag.store()) if v.partition_key not in known]
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=key, partition_key=key) for key in new_keys],
-        dynamic_partitions_requests=[document_versions.build_add_request(new_keys)]
-        if new_keys
-        else [],
-    )
+document_assets = [raw_document, parsed_document, chunks, embeddings, index]
 
-
-defs = dg.Definitions(
-    assets=[raw_document, parsed_document, chunks, embeddings, index],
-    jobs=[ingest_documents],
-    sensors=[document_discovery_sensor],
-)
+defs = dg.Definitions(assets=document_assets, jobs=[ingest_documents])

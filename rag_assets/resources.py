@@ -1,8 +1,12 @@
+from collections.abc import Sequence
+
 import dagster as dg
 
 from rag_core import services
 from rag_core.embedding import Embedder
+from rag_core.events import DocumentChange, TableRowChange
 from rag_core.index import ChunkIndex
+from rag_core.kafka import EventPublisher
 from rag_core.objectstore import ObjectStore
 from rag_core.settings import Settings
 
@@ -43,3 +47,12 @@ class RagResource(dg.ConfigurableResource):
 
     def embedder(self) -> Embedder:
         return services.embedder(self.settings())
+
+    def publisher(self) -> EventPublisher:
+        return EventPublisher(self.settings())
+
+    def publish_document_changes(self, events: Sequence[DocumentChange]) -> None:
+        self.publisher().document_changes(events)
+
+    def publish_row_changes(self, events: Sequence[TableRowChange]) -> None:
+        self.publisher().row_changes(events)

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 from rag_core.ids import doc_id_for, partition_key, version_for
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 
-ARTIFACT_PREFIXES = ("manifests", "raw", "parsed", "failures", "chunks", "embeddings")
+ARTIFACT_PREFIXES = (
+    "manifests", "raw", "parsed", "failures", "chunks", "embeddings", "freshness",
+)  # fmt: skip
 
 
 class DocumentVersion(BaseModel):
@@ -32,6 +34,56 @@ class DocumentVersion(BaseModel):
     @property
     def file_name(self) -> str:
         return PurePosixPath(self.source_key).name
+
+
+class SourceMetadata(BaseModel):
+    """Who may read a source and whom it is about, from its `<key>.meta.json` sidecar."""
+
+    acl: list[str] = Field(default_factory=list, description="Groups allowed to read it.")
+    subjects: list[str] = Field(default_factory=list, description="People it is about.")
+
+
+METADATA_SUFFIX = ".meta.json"
+WAREHOUSE_PREFIX = f"{SOURCES_PREFIX}/warehouse"
+
+
+def metadata_key(source_key: str) -> str:
+    return source_key + METADATA_SUFFIX
+
+
+def is_source(key: str) -> bool:
+    return key.startswith(f"{SOURCES_PREFIX}/") and not key.endswith(METADATA_SUFFIX)
+
+
+def put_source(
+    store: ObjectStore, key: str, content: bytes, metadata: SourceMetadata | None = None
+) -> None:
+    """Write a source and its sidecar (removing a stale sidecar when there is no metadata)."""
+    if metadata is None:
+        store.delete(metadata_key(key))
+    else:
+        store.put(metadata_key(key), metadata.model_dump_json().encode())
+    store.put(key, content)
+
+
+def delete_source(store: ObjectStore, key: str) -> None:
+    store.delete(key)
+    store.delete(metadata_key(key))
+
+
+def read_source(store: ObjectStore, key: str) -> tuple[bytes, SourceMetadata] | None:
+    """A source's bytes and metadata, or None when it is gone."""
+    try:
+        content = store.get(key)
+    except FileNotFoundError:
+        return None
+    sidecar = metadata_key(key)
+    metadata = (
+        SourceMetadata.model_validate_json(store.get(sidecar))
+        if store.exists(sidecar)
+        else SourceMetadata()
+    )
+    return content, metadata
 
 
 def artifact_key(stage: str, doc_id: str, version: str) -> str:
@@ -77,15 +129,27 @@ def add_sources(
     return [key for _, key in planned]
 
 
+def source_version(content: bytes, metadata: SourceMetadata) -> str:
+    """Version of a source: its bytes and, when set, who may read it and whom it is about
+    (a changed acl must re-index the rows that carry it)."""
+    if metadata == SourceMetadata():
+        return version_for(content)
+    return version_for(content + metadata.model_dump_json().encode())
+
+
 def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[DocumentVersion]:
-    """The current version of every source (or of `keys`), writing manifests for new ones."""
+    """The current version of every source (or of those of `keys` that still exist),
+    writing manifests for new ones."""
     if keys is None:
-        keys = [obj.key for obj in store.list(SOURCES_PREFIX)]
+        keys = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
     versions = []
     for key in keys:
-        content = store.get(key)
+        source = read_source(store, key)
+        if source is None:
+            continue
+        content, metadata = source
         source_uri = store.uri_for(key)
-        doc_id, version = doc_id_for(source_uri), version_for(content)
+        doc_id, version = doc_id_for(source_uri), source_version(content, metadata)
         manifest_key = artifact_key("manifests", doc_id, version)
         if store.exists(manifest_key):
             versions.append(read_manifest(store, doc_id, version))
@@ -97,6 +161,8 @@ def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[Docu
             source_uri=source_uri,
             size=len(content),
             discovered_at=datetime.now(UTC),
+            acl=metadata.acl,
+            subjects=metadata.subjects,
         )
         store.put(manifest_key, manifest.model_dump_json().encode())
         versions.append(manifest)
@@ -108,12 +174,10 @@ def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:
     raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
     if store.exists(raw_key):
         return True
-    if not store.exists(manifest.source_key):
+    source = read_source(store, manifest.source_key)
+    if source is None or source_version(*source) != manifest.version:
         return False
-    content = store.get(manifest.source_key)
-    if version_for(content) != manifest.version:
-        return False
-    store.put(raw_key, content)
+    store.put(raw_key, source[0])
     return True
 
 
@@ -121,3 +185,11 @@ def remove_artifacts(store: ObjectStore, doc_id: str, version: str) -> None:
     """Delete everything the pipeline derived from one version (used when it is retired)."""
     for stage in reversed(ARTIFACT_PREFIXES):
         store.delete(artifact_key(stage, doc_id, version))
+
+
+def known_versions(store: ObjectStore, doc_id: str) -> list[str]:
+    """Versions of a document that still have a manifest."""
+    return [
+        PurePosixPath(obj.key).name.removesuffix(".json")
+        for obj in store.list(f"manifests/{doc_id}")
+    ]

@@ -9,7 +9,7 @@ import hashlib
 PARTITION_SEPARATOR = "@"
 
 
-def _digest(*parts: str | bytes, length: int) -> str:
+def digest(*parts: str | bytes, length: int) -> str:
     hasher = hashlib.sha256()
     for part in parts:
         hasher.update(part.encode() if isinstance(part, str) else part)
@@ -19,17 +19,17 @@ def _digest(*parts: str | bytes, length: int) -> str:
 
 def doc_id_for(source_uri: str) -> str:
     """Stable id of a document: the hash of where it lives."""
-    return _digest(source_uri, length=32)
+    return digest(source_uri, length=32)
 
 
 def version_for(content: bytes) -> str:
     """Id of one version of a document: the hash of its bytes."""
-    return _digest(content, length=16)
+    return digest(content, length=16)
 
 
 def chunk_id_for(doc_id: str, version: str, position: int, text: str) -> str:
     """Id of a chunk, the same on every rebuild of the same document version."""
-    return _digest(doc_id, version, str(position), text, length=32)
+    return digest(doc_id, version, str(position), text, length=32)
 
 
 def partition_key(doc_id: str, version: str) -> str:

@@ -172,6 +172,24 @@ class ChunkIndex:
             )
         return retired
 
+    def versions_of(self, doc_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(doc_id, version) pairs in the table for these documents."""
+        table = self.table()
+        doc_ids = sorted(set(doc_ids))
+        if table is None or not doc_ids:
+            return set()
+        rows = self._select(table, sql_in("doc_id", doc_ids), ["doc_id", "version"])
+        return {(row["doc_id"], row["version"]) for row in rows}
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> list[tuple[str, str]]:
+        """Delete every row of these documents; returns the (doc_id, version) pairs removed.
+        Older table versions keep them until those are cleaned up."""
+        removed = sorted(self.versions_of(doc_ids))
+        table = self.table()
+        if removed and table is not None:
+            table.delete(sql_in("doc_id", {doc_id for doc_id, _ in removed}))
+        return removed
+
     def live_versions(self) -> LiveVersions:
         """Chunk count of every (doc_id, version) in the table."""
         table = self.table()

@@ -10,12 +10,9 @@ import hashlib
 import importlib
 import math
 import re
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -23,7 +20,7 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from rag_core.answering import Answerer, Generation, citation_for
-from rag_core.processes import stop_process_groups
+from rag_core.processes import ChildServer
 from rag_core.schemas import Hit, Usage
 from rag_core.settings import Settings
 from rag_core.telemetry import LLM_COST, LLM_TOKENS
@@ -74,52 +71,26 @@ def assemble_local_model(models_dir: Path) -> Path:
     return target
 
 
-class LocalLLMServer:
+class LocalLLMServer(ChildServer):
     """llama-cpp-python's OpenAI-compatible server as a child process on loopback."""
+
+    name = "the local LLM server"
+    start_timeout = 120.0
 
     def __init__(self, model_path: Path, port: int, context_tokens: int = 4096):
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        self.command = [
+        command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
             "--model_alias", LOCAL_MODEL, "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(context_tokens),
         ]  # fmt: skip
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__(command)
 
-    def start(self, timeout: float = 120.0) -> str:
-        self._process = subprocess.Popen(
-            self.command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the local LLM server exited with {self._process.returncode}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
-                    return self.base_url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError("the local LLM server did not start in time")
-
-    def stop(self) -> None:
-        if self._process:
-            stop_process_groups([self._process])
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 def user_message(question: str, passages: list[str]) -> str:

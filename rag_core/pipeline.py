@@ -16,11 +16,18 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from rag_core.chunking import Chunk, chunk_document
-from rag_core.documents import DocumentVersion, artifact_key, remove_artifacts
+from rag_core.documents import (
+    DocumentVersion,
+    artifact_key,
+    capture_raw,
+    known_versions,
+    remove_artifacts,
+)
 from rag_core.embedding import Embedder
 from rag_core.index import ChunkIndex, chunk_schema
 from rag_core.objectstore import ObjectStore
 from rag_core.parsing import ParsedDocument, parse_document, warm_up_parser
+from rag_core.settings import Settings
 
 
 class ChunkSet(BaseModel):
@@ -179,15 +186,75 @@ def index_versions(
     *,
     dimension: int,
     keep_versions: int,
+    optimize: bool = True,
 ) -> IndexResult:
     """Upsert the versions' chunks, then retire versions beyond `keep_versions` per document
-    (index rows first, then their artifacts), so no document is ever missing from the index."""
+    (index rows first, then their artifacts), so no document is ever missing from the index.
+    `optimize=False` leaves compaction to the caller (the streaming worker batches it)."""
     rows = [version_rows(store, manifest, dimension) for manifest in manifests]
     inserted = index.upsert(pa.concat_tables(rows)) if rows else 0
     retired = index.retire_versions((m.doc_id for m in manifests), keep_versions)
     for doc_id, version in retired:
         remove_artifacts(store, doc_id, version)
-    if inserted or retired:
+    if optimize and (inserted or retired):
         index.optimize()  # compact, and fold new rows into the full-text index
     counts = {(m.doc_id, m.version): t.num_rows for m, t in zip(manifests, rows, strict=True)}
     return IndexResult(inserted=inserted, retired=retired, chunk_counts=counts)
+
+
+def pending_versions(
+    store: ObjectStore, index: ChunkIndex, manifests: Sequence[DocumentVersion]
+) -> list[DocumentVersion]:
+    """Versions not yet indexed: not in the table, not recorded as unparseable, and without
+    a recorded empty chunk set. Replayed events find nothing pending."""
+    live = index.versions_of(m.doc_id for m in manifests)
+    pending = []
+    for manifest in manifests:
+        pair = (manifest.doc_id, manifest.version)
+        if pair in live or store.exists(artifact_key("failures", *pair)):
+            continue
+        if store.exists(artifact_key("chunks", *pair)) and not read_chunks(store, manifest).chunks:
+            continue
+        pending.append(manifest)
+    return pending
+
+
+def build_versions(
+    settings: Settings,
+    store: ObjectStore,
+    index: ChunkIndex,
+    embedder: Embedder,
+    manifests: Sequence[DocumentVersion],
+    *,
+    optimize: bool = True,
+) -> IndexResult:
+    """Every stage, raw to index, for versions in one process: the streaming worker's path
+    (Dagster runs the same stages one asset at a time)."""
+    for manifest in manifests:
+        capture_raw(store, manifest)
+    parse_versions(store, manifests, workers=settings.parse_workers)
+    for manifest in manifests:
+        chunk_version(store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap)
+    embed_versions(store, embedder, manifests)
+    return index_versions(
+        store,
+        index,
+        manifests,
+        dimension=embedder.dimension,
+        keep_versions=settings.keep_versions,
+        optimize=optimize,
+    )
+
+
+def retire_documents(
+    store: ObjectStore, index: ChunkIndex, doc_ids: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Remove deleted documents: index rows first, then every version's artifacts; returns
+    the (doc_id, version) pairs that had been indexed or discovered."""
+    removed = set(index.delete_documents(doc_ids))
+    for doc_id in doc_ids:
+        for version in known_versions(store, doc_id):
+            removed.add((doc_id, version))
+    for doc_id, version in removed:
+        remove_artifacts(store, doc_id, version)
+    return sorted(removed)

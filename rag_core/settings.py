@@ -84,6 +84,38 @@ class Settings(BaseSettings):
     cache_url: str = Field(default="", description="redis://… to share the response cache.")
     cache_ttl_seconds: int = Field(default=86400, ge=1)
 
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka brokers (`ragctl dev` starts tansu here)."
+    )
+    kafka_client_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings, e.g. security.protocol and sasl.* for MSK.",
+    )
+    kafka_topic_prefix: str = Field(default="rag", description="Prefix of the platform's topics.")
+    kafka_group_id: str = Field(default="rag-indexer", description="Streaming worker's group.")
+    indexer: Literal["stream", "runs"] = Field(
+        default="stream",
+        description="Who consumes document changes: the warm streaming worker (fresh within "
+        "a second) or the Dagster Kafka sensor (one run per batch of events).",
+    )
+    stream_batch_size: int = Field(default=256, ge=1, description="Events handled at once.")
+    freshness_sla_seconds: float = Field(
+        default=60.0, gt=0, description="Longest allowed time from change event to queryable."
+    )
+    warehouse_target: Literal["duckdb", "snowflake"] = Field(
+        default="duckdb", description="dbt target and connection the warehouse producer uses."
+    )
+    snowflake_account: str = ""
+    snowflake_user: str = ""
+    snowflake_password: SecretStr = SecretStr("")
+    snowflake_database: str = "RAG"
+    snowflake_schema: str = "PUBLIC"
+    snowflake_warehouse: str = ""
+    snowflake_role: str = ""
+    snowflake_host: str = Field(default="", description="Only to reach a Snowflake stand-in.")
+    snowflake_port: int = 443
+    snowflake_protocol: Literal["https", "http"] = "https"
+
     @model_validator(mode="after")
     def _derive_locations(self) -> "Settings":
         if self.chunk_overlap >= self.chunk_size:

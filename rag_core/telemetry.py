@@ -1,4 +1,5 @@
-"""Traces and metrics of the query path: one span and one latency observation per stage.
+"""Traces and metrics of the query path (one span and one latency observation per stage) and
+of the indexing stream (event-to-queryable lag, events by outcome).
 
 Spans go through the OpenTelemetry API (exported only when the serving process configures an
 exporter); metrics are Prometheus collectors, named `rag_*` for the dashboards.
@@ -28,6 +29,17 @@ LLM_TOKENS = Counter(
 )
 LLM_COST = Counter(
     "rag_llm_cost", "Cost of generation by model and currency.", ["model", "currency"]
+)
+FRESHNESS_LAG = Histogram(
+    "rag_freshness_lag_seconds",
+    "Time from a change event to the change being queryable, by operation (upsert, delete).",
+    ["op"],
+    buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 5, 10, 30, 60, 120, 300),
+)
+STREAM_EVENTS = Counter(
+    "rag_stream_events",
+    "Change events the streaming worker handled, by outcome (applied, no_op, dead_letter).",
+    ["outcome"],
 )
 
 

@@ -1,5 +1,6 @@
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
 from rag_core.documents import add_sources
+from rag_core.localstack import SeaweedS3, TansuBroker
 from rag_core.settings import Settings, get_settings
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
@@ -49,3 +51,36 @@ def corpus_copy(tmp_path: Path) -> Path:
     for name in ("pip/getting-started.md", "pip/authentication.md", "mosquitto-readme.md"):
         shutil.copy(SAMPLE_CORPUS / name, target / name)
     return target
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS serving S3 on loopback for the whole session."""
+    data = tmp_path_factory.mktemp("seaweed")
+    with SeaweedS3(data / "data", log_path=data / "weed.log") as server:
+        yield server
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A tansu broker with memory storage, fresh for each test."""
+    with TansuBroker(log_path=tmp_path / "tansu.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_platform(
+    rag_home: Settings, seaweed: SeaweedS3, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """A platform whose object store and index live in a fresh SeaweedFS bucket, with its
+    events on the test's broker."""
+    bucket = f"rag-{uuid.uuid4().hex[:12]}"
+    seaweed.credentials.create_bucket(bucket)
+    for name, value in seaweed.credentials.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RAG_OBJECT_STORE_URI", f"s3://{bucket}/objects")
+    monkeypatch.setenv("RAG_INDEX_URI", f"s3://{bucket}/lancedb")
+    monkeypatch.setenv("RAG_S3_ENDPOINT_URL", seaweed.credentials.endpoint_url)
+    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    get_settings.cache_clear()
+    return get_settings()

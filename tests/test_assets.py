@@ -14,7 +14,6 @@ from rag_assets.definitions import defs
 from rag_assets.documents import (
     PARTITIONS_NAME,
     chunks,
-    document_discovery_sensor,
     embeddings,
     index,
     parsed_document,
@@ -51,7 +50,9 @@ def test_definitions_load() -> None:
         "raw_document", "parsed_document", "chunks", "embeddings", "index",
     }  # fmt: skip
     assert defs.resolve_job_def("ingest_documents") is not None
-    assert defs.resolve_sensor_def("document_discovery_sensor") is not None
+    assert defs.resolve_job_def("retire_documents") is not None
+    for sensor in ("object_store_changes", "document_change_runs"):
+        assert defs.resolve_sensor_def(sensor) is not None
 
 
 def test_materialize_partitions_into_lancedb(rag_home: Settings) -> None:
@@ -196,24 +197,3 @@ def test_index_check_fails_on_rows_without_a_live_partition(rag_home: Settings) 
     assert checks == {
         "vector_dimension": True, "no_empty_chunks": True, "rows_match_live_chunks": False,
     }  # fmt: skip
-
-
-def test_sensor_adds_partitions_and_requests_each_run_once(rag_home: Settings) -> None:
-    add_sources(services.object_store(rag_home), [SAMPLE_CORPUS / "pip"])
-    instance = local_instance(rag_home)
-    rag = RagResource.for_settings(rag_home)
-
-    with dg.build_sensor_context(instance=instance, resources={"rag": rag}) as context:
-        result = document_discovery_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    assert len(result.run_requests) == 3
-    assert all(r.run_key == r.partition_key for r in result.run_requests)
-    [add_request] = result.dynamic_partitions_requests
-    assert sorted(add_request.partition_keys) == sorted(
-        r.partition_key for r in result.run_requests
-    )
-
-    instance.add_dynamic_partitions(PARTITIONS_NAME, list(add_request.partition_keys))
-    with dg.build_sensor_context(instance=instance, resources={"rag": rag}) as context:
-        again = document_discovery_sensor(context)
-    assert again.run_requests == [] and again.dynamic_partitions_requests == []

@@ -1,10 +1,9 @@
 """Prompting and citation handling of the LLM answerer; the model itself is exercised end to
 end in test_local_llm.py."""
 
-import socket
-
 from rag_core.answering import ExtractiveAnswerer
 from rag_core.llm import UNSUPPORTED_NOTE, LLMAnswerer, prompt_messages, supported_answer
+from rag_core.processes import free_port
 from rag_core.schemas import Hit
 from rag_core.services import embedder
 from rag_core.settings import Settings
@@ -44,10 +43,10 @@ def test_an_answer_without_supported_citations_says_so() -> None:
 
 
 def test_unreachable_model_falls_back_to_extractive() -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = Settings(llm_base_url=f"http://127.0.0.1:{port}/v1", llm_timeout_seconds=5)
+    nothing_listens = free_port()
+    settings = Settings(
+        llm_base_url=f"http://127.0.0.1:{nothing_listens}/v1", llm_timeout_seconds=5
+    )
     extractive = ExtractiveAnswerer(embedder(settings))
     generation = LLMAnswerer(settings, fallback=extractive).generate("When does it open?", HITS)
     assert generation.generator == "extractive"

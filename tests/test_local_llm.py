@@ -1,13 +1,13 @@
 """The embedded default end to end: the packaged Qwen2.5-Coder-0.5B weights assembled and
 served by llama-cpp-python on loopback, answering over the sample corpus with citations."""
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from rag_core import services
 from rag_core.llm import LOCAL_MODEL, LOCAL_MODEL_BYTES, LocalLLMServer, assemble_local_model
+from rag_core.processes import free_port
 from rag_core.querying import QueryService
 from rag_core.schemas import QueryRequest, QueryResponse
 from rag_core.settings import Settings
@@ -22,11 +22,9 @@ PORT_FACT_QUESTION = "What is the default TCP port of the PostgreSQL server?"
 def llm_settings(sample_index: Settings) -> Iterator[Settings]:
     model = assemble_local_model(sample_index.home / "models")
     assert model.stat().st_size == LOCAL_MODEL_BYTES
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with LocalLLMServer(model, port) as base_url:
-        yield sample_index.model_copy(update={"llm_base_url": base_url})
+    port = free_port()
+    with LocalLLMServer(model, port) as server:
+        yield sample_index.model_copy(update={"llm_base_url": server.base_url})
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,201 @@
+"""Change events in Dagster: the object-store producer as a sensor, the Kafka sensor that
+turns batches of events into indexing runs, the job that retires deleted documents, and the
+freshness check.
+
+The Kafka sensor keeps its offsets in its cursor, which Dagster saves only together with the
+sensor's result: a sensor that crashes after polling reads the same events again on its next
+tick, and the run keys make the requests it then repeats harmless.
+"""
+
+import json
+from collections.abc import Mapping
+
+import dagster as dg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from rag_assets.documents import PARTITIONS_NAME, document_versions, index, ingest_documents
+from rag_assets.resources import RagResource
+from rag_core.changes import ChangePlan, plan_changes, read_batch, recent_freshness
+from rag_core.events import topics
+from rag_core.ids import digest, doc_id_for, partition_key
+from rag_core.kafka import consumer_config, ensure_topics
+from rag_core.pipeline import retire_documents as retire
+from rag_core.settings import Settings, get_settings
+from rag_core.sync import sync_object_store
+
+SENSOR_BATCH = 1000  # events read per tick at most; the rest wait for the next tick
+SENSOR_GROUP = "rag-dagster-sensor"  # never commits: the cursor holds the offsets
+FRESHNESS_CHECK = "freshness_lag"
+
+
+@dg.sensor(minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+def object_store_changes(context: dg.SensorEvaluationContext, rag: RagResource) -> dg.SkipReason:
+    """Announce sources added, changed or deleted in the object store on Kafka."""
+    events = sync_object_store(rag.store(), rag.publish_document_changes)
+    upserts = sum(event.op == "upsert" for event in events)
+    return dg.SkipReason(f"announced {upserts} upserts, {len(events) - upserts} deletes")
+
+
+def _offset_key(message: Message) -> str:
+    return f"{message.topic()}:{message.partition()}"
+
+
+def poll_from(
+    settings: Settings, cursor: Mapping[str, int], limit: int = SENSOR_BATCH
+) -> tuple[list[Message], dict[str, int]]:
+    """Events after the cursor's offsets, and the cursor past them."""
+    ensure_topics(settings)
+    consumer = Consumer(consumer_config(settings, SENSOR_GROUP))
+    try:
+        assignment = []
+        for topic in (topics(settings).documents, topics(settings).tables):
+            for number in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                offset = cursor.get(f"{topic}:{number}", OFFSET_BEGINNING)
+                assignment.append(TopicPartition(topic, number, offset))
+        consumer.assign(assignment)
+        messages: list[Message] = []
+        while len(messages) < limit:
+            polled = consumer.consume(limit - len(messages), timeout=1.0)
+            if not polled:
+                break
+            messages += [message for message in polled if not message.error()]
+    finally:
+        consumer.close()
+    advanced = dict(cursor)
+    for message in messages:
+        advanced[_offset_key(message)] = (message.offset() or 0) + 1
+    return messages, advanced
+
+
+class RetireConfig(dg.Config):
+    source_keys: list[str]
+
+
+@dg.op
+def retire_deleted_sources(
+    context: dg.OpExecutionContext, config: RetireConfig, rag: RagResource
+) -> None:
+    """Retire the documents of sources that are still gone when this runs (one re-created
+    since the delete event is left alone), then drop their partitions."""
+    store = rag.store()
+    gone = [doc_id_for(store.uri_for(k)) for k in config.source_keys if not store.exists(k)]
+    removed = retire(store, rag.index(), gone)
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    for key in (partition_key(*pair) for pair in removed):
+        if key in known:
+            context.instance.delete_dynamic_partition(PARTITIONS_NAME, key)
+    context.log.info(f"retired {len(gone)} documents ({len(removed)} versions)")
+
+
+@dg.job
+def retire_documents() -> None:
+    retire_deleted_sources()
+
+
+def run_requests(plan: ChangePlan, known_partitions: set[str]) -> list[dg.RunRequest]:
+    """One run for all new versions, one per version left pending by an earlier run, one for
+    all deletions. Run keys name what is done, so repeated requests launch nothing."""
+    new = [m for m in plan.upserts if m.partition_key not in known_partitions]
+    requests = [
+        dg.RunRequest(
+            job_name=ingest_documents.name,
+            partition_key=m.partition_key,
+            run_key=f"{m.partition_key}:{m.discovered_at.timestamp()}",
+        )
+        for m in plan.upserts
+        if m.partition_key in known_partitions
+    ]
+    if new:
+        incarnations = sorted(f"{m.partition_key}:{m.discovered_at.timestamp()}" for m in new)
+        requests.append(
+            dg.RunRequest(
+                job_name=ingest_documents.name,
+                run_key=f"index:{digest(*incarnations, length=32)}",
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: new[0].partition_key,
+                    ASSET_PARTITION_RANGE_END_TAG: new[-1].partition_key,
+                },
+            )
+        )
+    if plan.deletions:
+        keys = sorted(plan.deletions.values())
+        requests.append(
+            dg.RunRequest(
+                job_name=retire_documents.name,
+                run_key=f"retire:{digest(*keys, length=32)}",
+                run_config=dg.RunConfig(
+                    ops={"retire_deleted_sources": RetireConfig(source_keys=keys)}
+                ),
+            )
+        )
+    return requests
+
+
+@dg.sensor(
+    jobs=[ingest_documents, retire_documents],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING
+    if get_settings().indexer == "runs"
+    else dg.DefaultSensorStatus.STOPPED,
+)
+def document_change_runs(
+    context: dg.SensorEvaluationContext, rag: RagResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Kafka change events → indexing runs, batched: every event of a tick in one run.
+    On by default when `RAG_INDEXER=runs`; otherwise the streaming worker consumes them."""
+    settings = rag.settings()
+    store = rag.store()
+    messages, cursor = poll_from(settings, json.loads(context.cursor or "{}"))
+    if not messages:
+        return dg.SkipReason("no new change events")
+    batch = read_batch(settings, store, messages)
+    if batch.malformed:
+        publisher = rag.publisher()
+        for message, reason in batch.malformed:
+            publisher.dead_letter(message, reason)
+    plan = plan_changes(store, rag.index(), batch)
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    new_keys = [m.partition_key for m in plan.upserts if m.partition_key not in known]
+    return dg.SensorResult(
+        run_requests=run_requests(plan, known),
+        dynamic_partitions_requests=[document_versions.build_add_request(new_keys)]
+        if new_keys
+        else [],
+        cursor=json.dumps(cursor),
+    )
+
+
+@dg.asset_check(
+    asset=index, name=FRESHNESS_CHECK, description="Change events reach the index in time."
+)
+def freshness_lag(rag: RagResource) -> dg.AssetCheckResult:
+    """Passes when the recent versions all became queryable within the SLA of their event."""
+    sla = rag.settings().freshness_sla_seconds
+    return freshness_result(sla, [r.lag_seconds for r in recent_freshness(rag.store())])
+
+
+def freshness_result(sla_seconds: float, lags: list[float]) -> dg.AssetCheckResult:
+    ordered = sorted(lags)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
+    return dg.AssetCheckResult(
+        check_name=FRESHNESS_CHECK,
+        asset_key=index.key,
+        passed=not ordered or ordered[-1] <= sla_seconds,
+        metadata={
+            "versions": len(ordered),
+            "p95_seconds": round(p95, 3),
+            "max_seconds": round(ordered[-1], 3) if ordered else 0.0,
+            "sla_seconds": sla_seconds,
+        },
+    )
+
+
+defs = dg.Definitions(
+    jobs=[retire_documents],
+    sensors=[object_store_changes, document_change_runs],
+    asset_checks=[freshness_lag],
+)

@@ -1,0 +1,137 @@
+"""The consumer side of change events, shared by the streaming worker and the Dagster sensor.
+
+Events only say which source changed. Each batch is reconciled against the current state
+of the object store (and, for table rows, of the warehouse): what exists gets its current
+version indexed, what is gone gets retired. So a duplicated, replayed or out-of-order event
+finds nothing to do, and exactly-once holds in effect with at-least-once delivery.
+"""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Message
+from pydantic import BaseModel
+
+from rag_core import warehouse
+from rag_core.documents import (
+    WAREHOUSE_PREFIX,
+    DocumentVersion,
+    artifact_key,
+    discover,
+    is_source,
+    known_versions,
+)
+from rag_core.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
+from rag_core.ids import doc_id_for
+from rag_core.index import ChunkIndex
+from rag_core.objectstore import ObjectStore
+from rag_core.pipeline import pending_versions
+from rag_core.settings import Settings
+
+
+@dataclass
+class ChangeBatch:
+    """One poll's events, reduced to the sources they touched."""
+
+    event_times: dict[str, datetime] = field(default_factory=dict)  # source key → earliest
+    malformed: list[tuple[Message, str]] = field(default_factory=list)
+
+
+def _source_key(settings: Settings, store: ObjectStore, message: Message) -> tuple[str, datetime]:
+    """The source an event is about; a table-row event first brings the row's document up
+    to date in the object store (from the warehouse's current row, not the event)."""
+    if message.topic() == topics(settings).tables:
+        row = decode(TableRowChange, message.value())
+        if row.table not in warehouse.DOCUMENT_MODELS:
+            raise MalformedEvent(f"unknown table {row.table!r}")
+        return warehouse.sync_row_document(store, settings, row.table, row.row_key), row.event_time
+    document = decode(DocumentChange, message.value())
+    if not is_source(document.source_key) or document.source_key.startswith(WAREHOUSE_PREFIX):
+        raise MalformedEvent(f"not a document source key: {document.source_key!r}")
+    return document.source_key, document.event_time
+
+
+def read_batch(settings: Settings, store: ObjectStore, messages: Iterable[Message]) -> ChangeBatch:
+    batch = ChangeBatch()
+    for message in messages:
+        try:
+            key, event_time = _source_key(settings, store, message)
+        except MalformedEvent as exc:
+            batch.malformed.append((message, str(exc)))
+            continue
+        earliest = batch.event_times.get(key, event_time)
+        batch.event_times[key] = min(earliest, event_time)
+    return batch
+
+
+@dataclass
+class ChangePlan:
+    """What the index must do for a batch."""
+
+    upserts: list[DocumentVersion]  # current versions not indexed yet
+    deletions: dict[str, str]  # doc_id → source key, for sources gone whose data remains
+    event_times: dict[str, datetime]  # doc_id → when its change was first announced
+
+    @property
+    def empty(self) -> bool:
+        return not self.upserts and not self.deletions
+
+
+def plan_changes(store: ObjectStore, index: ChunkIndex, batch: ChangeBatch) -> ChangePlan:
+    keys = list(batch.event_times)
+    versions = discover(store, keys)
+    present = {version.source_key for version in versions}
+    gone = {doc_id_for(store.uri_for(key)): key for key in keys if key not in present}
+    indexed = {doc_id for doc_id, _ in index.versions_of(gone)}
+    return ChangePlan(
+        upserts=pending_versions(store, index, versions),
+        deletions={
+            doc_id: key
+            for doc_id, key in gone.items()
+            if doc_id in indexed or known_versions(store, doc_id)
+        },
+        event_times={doc_id_for(store.uri_for(k)): t for k, t in batch.event_times.items()},
+    )
+
+
+class Freshness(BaseModel):
+    doc_id: str
+    version: str
+    event_time: datetime
+    queryable_at: datetime
+
+    @property
+    def lag_seconds(self) -> float:
+        return (self.queryable_at - self.event_time).total_seconds()
+
+
+def record_freshness(
+    store: ObjectStore, plan: ChangePlan, indexed: Iterable[DocumentVersion]
+) -> list[Freshness]:
+    """Record, per indexed version, when its change was announced and when it became
+    queryable (now)."""
+    now = datetime.now(UTC)
+    records = [
+        Freshness(doc_id=m.doc_id, version=m.version, event_time=plan.event_times[m.doc_id],
+                  queryable_at=now)
+        for m in indexed
+        if m.doc_id in plan.event_times
+    ]  # fmt: skip
+    for record in records:
+        store.put(
+            artifact_key("freshness", record.doc_id, record.version),
+            record.model_dump_json().encode(),
+        )
+    return records
+
+
+def recent_freshness(store: ObjectStore, limit: int = 200) -> list[Freshness]:
+    """The latest freshness records, newest first."""
+    objects = sorted(
+        store.list("freshness"),
+        key=lambda obj: obj.modified.timestamp() if obj.modified else 0.0,
+        reverse=True,
+    )
+    return [Freshness.model_validate(json.loads(store.get(obj.key))) for obj in objects[:limit]]

@@ -1,0 +1,99 @@
+"""Kafka clients for the platform's topics (confluent-kafka / librdkafka).
+
+Producers are idempotent and wait for every acknowledgement; consumers never auto-commit:
+offsets are committed only after the work for the events is done.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import BaseModel
+
+from rag_core.events import DocumentChange, TableRowChange, dead_letter, encode, topics
+from rag_core.settings import Settings
+
+TOPIC_PARTITIONS = 1  # one partition keeps per-key order simple; raise for throughput
+
+
+def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers} | (
+        settings.kafka_client_config | overrides
+    )
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the platform's topics where missing."""
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [name for name in topics(settings) if name not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=TOPIC_PARTITIONS, replication_factor=1) for name in missing]
+    )
+    for future in futures.values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
+    return client_config(
+        settings,
+        **{
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # Answer fetches as soon as one event is there, not after librdkafka's 500 ms.
+            "fetch.wait.max.ms": 20,
+            "session.timeout.ms": 10_000,
+        },
+    )
+
+
+class EventPublisher:
+    """Publishes events and returns only once the broker acknowledged all of them."""
+
+    def __init__(self, settings: Settings):
+        ensure_topics(settings)
+        self._producer = Producer(
+            client_config(settings, **{"enable.idempotence": True, "linger.ms": 2})
+        )
+        self.topics = topics(settings)
+
+    def publish(self, topic: str, events: Iterable[tuple[str, BaseModel]]) -> int:
+        """Send (key, event) pairs; raises if any delivery failed."""
+        failures: list[str] = []
+
+        def on_delivery(error: KafkaError | None, _: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        count = 0
+        for key, event in events:
+            self._producer.produce(topic, key=key.encode(), value=encode(event),
+                                   on_delivery=on_delivery)  # fmt: skip
+            count += 1
+        remaining = self._producer.flush(30)
+        if failures or remaining:
+            raise KafkaException(f"{len(failures) + remaining} of {count} events not delivered")
+        return count
+
+    def document_changes(self, events: Iterable[DocumentChange]) -> None:
+        """Keyed by source, so the changes of one source stay in order."""
+        self.publish(self.topics.documents, ((event.source_key, event) for event in events))
+
+    def row_changes(self, events: Iterable[TableRowChange]) -> None:
+        self.publish(self.topics.tables, ((f"{e.table}/{e.row_key}", e) for e in events))
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        """Park an unreadable event, with why, on the dead-letter topic."""
+        letter = dead_letter(
+            message.topic() or "", message.partition() or 0, message.offset() or 0,
+            message.key(), message.value(), reason,
+        )  # fmt: skip
+        self.publish(self.topics.dead_letter, [(letter.topic, letter)])

@@ -1,0 +1,129 @@
+"""The streaming worker: a warm process that consumes change events and makes each change
+queryable within about a second.
+
+A Dagster run per event cannot be fresh: importing the stack and loading the model take
+tens of seconds. This worker keeps the parser, the embedding model and the index open,
+handles each poll's events as one batch (reconcile, raw → index in-process), and only then
+commits the offsets. `on_batch` lets the caller record the outcome (the Dagster wiring
+reports it to the instance as runless materializations).
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, Message
+
+from rag_core import services
+from rag_core.changes import ChangePlan, Freshness, plan_changes, read_batch, record_freshness
+from rag_core.documents import DocumentVersion
+from rag_core.events import topics
+from rag_core.kafka import EventPublisher, consumer_config
+from rag_core.parsing import warm_up_parser
+from rag_core.pipeline import build_versions, retire_documents
+from rag_core.settings import Settings
+from rag_core.telemetry import FRESHNESS_LAG, STREAM_EVENTS
+
+log = logging.getLogger(__name__)
+
+# Compaction and full-text index refresh wait for a quiet moment: new rows are searchable
+# before it (unindexed rows are scanned), and doing it per event would cost the freshness.
+OPTIMIZE_AFTER_IDLE_SECONDS = 5.0
+
+
+@dataclass
+class BatchOutcome:
+    events: int
+    indexed: list[DocumentVersion] = field(default_factory=list)
+    retired: list[tuple[str, str]] = field(default_factory=list)
+    dead_letters: int = 0
+    freshness: list[Freshness] = field(default_factory=list)
+
+
+class StreamingIndexer:
+    def __init__(
+        self,
+        settings: Settings,
+        on_batch: Callable[[BatchOutcome], None] = lambda outcome: None,
+        group_id: str | None = None,
+    ):
+        self.settings = settings
+        self.store = services.object_store(settings)
+        self.index = services.chunk_index(settings)
+        self.embedder = services.embedder(settings)
+        self.on_batch = on_batch
+        self.publisher = EventPublisher(settings)  # creates missing topics
+        self.consumer = Consumer(consumer_config(settings, group_id or settings.kafka_group_id))
+        self.consumer.subscribe([topics(settings).documents, topics(settings).tables])
+        self._dirty_since: float | None = None
+        self._closed = False
+
+    def warm_up(self) -> None:
+        """Load the model and the parsers before the first event, not on it."""
+        self.embedder.embed(["warm up"])
+        warm_up_parser({"a.md", "a.html", "a.txt", "a.pdf"})
+
+    def poll_once(self, timeout: float = 0.5) -> BatchOutcome | None:
+        messages = self.consumer.consume(self.settings.stream_batch_size, timeout)
+        for message in messages:
+            if message.error():
+                log.warning("consumer error: %s", message.error())
+        messages = [message for message in messages if not message.error()]
+        if not messages:
+            self._optimize_when_idle()
+            return None
+        outcome = self.handle(messages)
+        self.consumer.commit(asynchronous=False)  # only now is the batch's work done
+        return outcome
+
+    def handle(self, messages: Sequence[Message]) -> BatchOutcome:
+        batch = read_batch(self.settings, self.store, messages)
+        for message, reason in batch.malformed:
+            self.publisher.dead_letter(message, reason)
+        plan = plan_changes(self.store, self.index, batch)
+        outcome = BatchOutcome(events=len(messages), dead_letters=len(batch.malformed))
+        if not plan.empty:
+            self._apply(plan, outcome)
+        STREAM_EVENTS.labels("dead_letter").inc(outcome.dead_letters)
+        STREAM_EVENTS.labels("applied" if not plan.empty else "no_op").inc(
+            len(messages) - outcome.dead_letters
+        )
+        self.on_batch(outcome)
+        return outcome
+
+    def _apply(self, plan: ChangePlan, outcome: BatchOutcome) -> None:
+        if plan.upserts:
+            result = build_versions(
+                self.settings, self.store, self.index, self.embedder, plan.upserts, optimize=False
+            )
+            outcome.indexed = plan.upserts
+            outcome.retired += result.retired
+        outcome.retired += retire_documents(self.store, self.index, list(plan.deletions))
+        outcome.freshness = record_freshness(self.store, plan, plan.upserts)
+        for record in outcome.freshness:
+            FRESHNESS_LAG.labels("upsert").observe(record.lag_seconds)
+        now = datetime.now(UTC)
+        for doc_id in plan.deletions:
+            lag = now - plan.event_times[doc_id]
+            FRESHNESS_LAG.labels("delete").observe(lag.total_seconds())
+        self._dirty_since = time.monotonic()
+
+    def _optimize_when_idle(self) -> None:
+        if self._dirty_since is None:
+            return
+        if time.monotonic() - self._dirty_since >= OPTIMIZE_AFTER_IDLE_SECONDS:
+            self.index.optimize()
+            self._dirty_since = None
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.poll_once()
+
+    def close(self) -> None:
+        """Leave the consumer group (idempotent)."""
+        if not self._closed:
+            self.consumer.close()
+            self._closed = True

@@ -1,0 +1,107 @@
+"""Event contracts: committed schemas, compatibility between versions, decoding."""
+
+import copy
+import itertools
+import json
+
+import jsonschema
+import pytest
+
+from rag_core.events import (
+    EVENT_MODELS,
+    DocumentChange,
+    MalformedEvent,
+    TableRowChange,
+    compatibility_problems,
+    decode,
+    document_change,
+    encode,
+    json_schema,
+    released_schemas,
+    table_row_change,
+)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_MODELS))
+def test_the_model_matches_its_latest_released_schema(event_type: str) -> None:
+    released = released_schemas(event_type)
+    model = EVENT_MODELS[event_type]
+    assert released, f"no schema committed for {event_type}"
+    assert json_schema(model) == released[-1], (
+        f"{model.__name__} changed: commit its schema as a new version under event_schemas/ "
+        "and raise the schema_version default"
+    )
+    assert model.model_fields["schema_version"].default == len(released)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_MODELS))
+def test_every_released_version_is_compatible_with_the_one_before(event_type: str) -> None:
+    released = released_schemas(event_type)
+    for old, new in itertools.pairwise(released):
+        assert compatibility_problems(old, new) == []
+
+
+def _v1() -> dict:
+    return released_schemas("document_change")[0]
+
+
+def test_adding_an_optional_field_is_compatible() -> None:
+    new = copy.deepcopy(_v1())
+    new["properties"]["etag"] = {"type": "string", "default": None}
+    new["properties"]["op"]["description"] = "reworded"
+    assert compatibility_problems(_v1(), new) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda s: s["properties"].pop("version"), "field 'version' removed"),
+        (lambda s: s["properties"]["op"].update(enum=["upsert"]), "changed type"),
+        (lambda s: s["required"].append("version"), "became required"),
+        (lambda s: s["required"].remove("op"), "no longer required"),
+        (lambda s: s.update(additionalProperties=False), "unknown fields are forbidden"),
+    ],
+)
+def test_breaking_changes_are_reported(change, problem: str) -> None:
+    new = copy.deepcopy(_v1())
+    change(new)
+    assert any(problem in found for found in compatibility_problems(_v1(), new))
+
+
+def test_produced_events_validate_against_the_committed_schemas() -> None:
+    events = {
+        "document_change": document_change("upsert", "documents/a.md", "v1", "stamp"),
+        "table_row_change": table_row_change("delete", "tickets", "7", None, "2026-11-25"),
+    }
+    for event_type, event in events.items():
+        jsonschema.validate(json.loads(encode(event)), released_schemas(event_type)[-1])
+
+
+def test_idempotency_keys_name_the_change_not_the_delivery() -> None:
+    first = document_change("upsert", "documents/a.md", "v1", "stamp")
+    again = document_change("upsert", "documents/a.md", "v1", "stamp")
+    later = document_change("upsert", "documents/a.md", "v2", "stamp2")
+    assert first.idempotency_key == again.idempotency_key != later.idempotency_key
+    assert first.event_time <= again.event_time
+
+
+def test_a_newer_producer_is_read_by_an_older_reader() -> None:
+    payload = json.loads(encode(table_row_change("upsert", "t", "1", "r1", "w")))
+    payload |= {"schema_version": 2, "row_owner": "someone"}
+    assert decode(TableRowChange, json.dumps(payload).encode()).row_version == "r1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "empty payload"),
+        (b"\xff\xfe", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b'{"op": "upsert"}', "idempotency_key: Field required"),
+        (b'{"op": "rename", "source_key": "k", "idempotency_key": "i", "event_time": '
+         b'"2026-01-01T00:00:00Z", "source_position": "p"}', "op:"),
+    ],
+)  # fmt: skip
+def test_malformed_payloads_say_why(payload: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        decode(DocumentChange, payload)

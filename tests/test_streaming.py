@@ -1,0 +1,187 @@
+"""The streaming worker on the real broker (tansu) and S3 (SeaweedFS): changes in the object
+store reach answers, replays and stale events change nothing, bad events are parked."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from rag_assets.documents import PARTITIONS_NAME
+from rag_assets.ingest import local_instance
+from rag_assets.streaming import InstanceRecorder
+from rag_core import services
+from rag_core.documents import SourceMetadata, delete_source, known_versions, put_source
+from rag_core.events import DeadLetter, DocumentChange, decode, topics
+from rag_core.ids import doc_id_for
+from rag_core.kafka import EventPublisher, consumer_config
+from rag_core.localstack import SeaweedS3, TansuBroker
+from rag_core.processes import free_port
+from rag_core.schemas import QueryRequest
+from rag_core.settings import Settings
+from rag_core.streaming import BatchOutcome, StreamingIndexer
+from rag_core.sync import sync_object_store
+
+PARKING = "documents/handbook/parking.md"
+BLUE = b"# Parking\n\nVisitors park in the blue garage on level three, next to the lifts."
+RED = b"# Parking\n\nVisitors now park in the red garage by the north gate."
+QUESTION = "Where do visitors park?"
+
+
+def announce(settings: Settings) -> list[DocumentChange]:
+    return sync_object_store(
+        services.object_store(settings), EventPublisher(settings).document_changes
+    )
+
+
+def process(worker: StreamingIndexer, timeout: float = 60.0) -> list[BatchOutcome]:
+    """Poll until at least one batch was handled and the topic is quiet again."""
+    outcomes: list[BatchOutcome] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome = worker.poll_once(timeout=1.0)
+        if outcome is None and outcomes:
+            return outcomes
+        if outcome is not None:
+            outcomes.append(outcome)
+    raise AssertionError("the worker handled no events in time")
+
+
+def texts_for(settings: Settings, doc_id: str) -> list[str]:
+    hits = services.retriever(settings).search(QUESTION, 5)
+    return [hit.text for hit in hits if hit.doc_id == doc_id]
+
+
+@pytest.mark.slow
+def test_object_changes_reach_answers_through_kafka(s3_platform: Settings) -> None:
+    settings = s3_platform
+    store = services.object_store(settings)
+    instance = local_instance(settings)
+    worker = StreamingIndexer(settings, InstanceRecorder(instance, 60.0))
+    doc_id = doc_id_for(store.uri_for(PARKING))
+    try:
+        put_source(store, PARKING, BLUE, SourceMetadata(acl=["staff"]))
+        [first_event] = announce(settings)
+        [added] = process(worker)
+        assert [m.doc_id for m in added.indexed] == [doc_id]
+        assert added.freshness and added.freshness[0].lag_seconds < 60
+        answer = services.query_service(settings).query(QueryRequest(question=QUESTION))
+        assert "blue garage" in answer.answer
+        assert any(c.source_uri.endswith("parking.md") for c in answer.citations)
+        first_key = added.indexed[0].partition_key
+        assert first_key in instance.get_materialized_partitions(dg.AssetKey("index"))
+
+        put_source(store, PARKING, RED, SourceMetadata(acl=["staff"]))
+        announce(settings)
+        [updated] = process(worker)
+        assert updated.retired == [(doc_id, added.indexed[0].version)]
+        texts = texts_for(settings, doc_id)
+        assert texts and all("red garage" in t and "blue" not in t for t in texts)
+        answer = services.query_service(settings).query(QueryRequest(question=QUESTION))
+        assert "red garage" in answer.answer and "blue" not in answer.answer
+        assert instance.get_dynamic_partitions(PARTITIONS_NAME) == [
+            updated.indexed[0].partition_key
+        ]
+
+        # The stale event of the first version, delivered again, does not bring it back.
+        version_before = services.chunk_index(settings).table_version()
+        EventPublisher(settings).document_changes([first_event])
+        [stale] = process(worker)
+        assert stale.indexed == [] and stale.retired == []
+        assert services.chunk_index(settings).table_version() == version_before
+
+        # Replaying the whole topic from offset zero in a new group changes no row.
+        replay = StreamingIndexer(settings, group_id="replay-from-zero")
+        try:
+            outcomes = process(replay)
+        finally:
+            replay.close()
+        assert sum(o.events for o in outcomes) == 3
+        assert all(o.indexed == [] and o.retired == [] for o in outcomes)
+        assert services.chunk_index(settings).table_version() == version_before
+
+        delete_source(store, PARKING)
+        announce(settings)
+        [deleted] = process(worker)
+        assert {pair[0] for pair in deleted.retired} == {doc_id}
+        assert texts_for(settings, doc_id) == []
+        assert known_versions(store, doc_id) == []
+        assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
+    finally:
+        worker.close()
+
+
+def test_malformed_events_go_to_the_dead_letter_topic(
+    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    settings = Settings()
+    store = services.object_store(settings)
+    worker = StreamingIndexer(settings)
+    try:
+        names = topics(settings)
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+        producer.produce(names.documents, key=b"x", value=b"{not json")
+        producer.produce(names.documents, value=b'{"op": "upsert", "source_key": "/etc/passwd"}')
+        producer.flush()
+        put_source(store, PARKING, BLUE)
+        announce(settings)
+        outcomes = process(worker)
+        assert sum(o.dead_letters for o in outcomes) == 2
+        assert sum(len(o.indexed) for o in outcomes) == 1  # the stream went on
+
+        reader = Consumer(consumer_config(settings, "dlq-reader"))
+        reader.subscribe([names.dead_letter])
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + 30
+        while len(letters) < 2 and time.monotonic() < deadline:
+            message = reader.poll(1.0)
+            if message is not None and not message.error():
+                letters.append(decode(DeadLetter, message.value()))
+        reader.close()
+        assert [letter.topic for letter in letters] == [names.documents] * 2
+        assert "not JSON" in letters[0].reason and letters[0].value == "{not json"
+        assert "idempotency_key" in letters[1].reason
+    finally:
+        worker.close()
+
+
+@pytest.mark.slow
+def test_a_broker_restart_loses_no_event(
+    rag_home: Settings, seaweed: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Topics and committed offsets live in S3 (tansu's s3 storage engine)."""
+    seaweed.credentials.create_bucket("tansu-restart")
+    port = free_port()
+
+    def start_broker() -> TansuBroker:
+        return TansuBroker(
+            port, storage="s3://tansu-restart/", s3=seaweed.credentials,
+            log_path=tmp_path / "tansu.log",
+        ).start()  # fmt: skip
+
+    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    settings = Settings()
+    store = services.object_store(settings)
+    broker = start_broker()
+    worker = StreamingIndexer(settings)
+    try:
+        put_source(store, "documents/a.md", BLUE)
+        announce(settings)
+        assert len(process(worker)[0].indexed) == 1
+
+        broker.stop()
+        broker = start_broker()
+        put_source(store, "documents/b.md", RED)
+        announce(settings)
+        assert sum(len(o.indexed) for o in process(worker)) == 1
+        worker.close()
+
+        # A restarted worker resumes after the committed offsets: nothing is redelivered.
+        worker = StreamingIndexer(settings)
+        assert worker.poll_once(timeout=8.0) is None
+        assert services.chunk_index(settings).stats().documents == 2
+    finally:
+        worker.close()
+        broker.stop()
