@@ -2,12 +2,14 @@
 
 import dagster as dg
 
-from rag_assets import documents, events
+from rag_assets import documents, events, warehouse
 from rag_assets.resources import RagResource
 
 
 def build_defs(rag: RagResource) -> dg.Definitions:
-    return dg.Definitions.merge(documents.defs, events.defs, dg.Definitions(resources={"rag": rag}))
+    return dg.Definitions.merge(
+        documents.defs, events.defs, warehouse.defs, dg.Definitions(resources={"rag": rag})
+    )
 
 
 defs = build_defs(RagResource())

@@ -16,8 +16,10 @@ from dagster._utils.error import SerializableErrorInfo
 from rag_assets.definitions import build_defs
 from rag_assets.documents import PARTITIONS_NAME, ingest_documents
 from rag_assets.resources import RagResource
+from rag_core import warehouse
 from rag_core.documents import discover
-from rag_core.services import object_store
+from rag_core.pipeline import retire_documents
+from rag_core.services import chunk_index, object_store
 from rag_core.settings import Settings
 
 DEFAULT_INSTANCE_CONFIG = """\
@@ -88,3 +90,23 @@ def ingest_sources(
     new_keys = register_versions(instance, [v.partition_key for v in versions])
     materialize_versions(settings, instance, new_keys)
     return new_keys
+
+
+def backfill_index(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
+    """Rebuild the index from the sources as they are now: render the warehouse's rows into
+    documents, retire documents whose source is gone, and run every current version through
+    every asset in one run (artifacts are rewritten; rows already right stay untouched).
+    Returns the partition keys rebuilt."""
+    store = object_store(settings)
+    warehouse.sync_documents(store, settings)
+    current = discover(store)
+    current_docs = {version.doc_id for version in current}
+    stale = sorted({obj.key.split("/")[1] for obj in store.list("manifests")} - current_docs)
+    retire_documents(store, chunk_index(settings), stale)
+    keys = [version.partition_key for version in current]
+    register_versions(instance, keys)
+    for key in set(instance.get_dynamic_partitions(PARTITIONS_NAME)) - set(keys):
+        instance.delete_dynamic_partition(PARTITIONS_NAME, key)
+    ordered = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    materialize_versions(settings, instance, ordered)
+    return list(ordered)

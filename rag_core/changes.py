@@ -26,7 +26,7 @@ from rag_core.documents import (
 from rag_core.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
 from rag_core.ids import doc_id_for
 from rag_core.index import ChunkIndex
-from rag_core.objectstore import ObjectStore
+from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 from rag_core.pipeline import pending_versions
 from rag_core.settings import Settings
 
@@ -64,6 +64,18 @@ def read_batch(settings: Settings, store: ObjectStore, messages: Iterable[Messag
         earliest = batch.event_times.get(key, event_time)
         batch.event_times[key] = min(earliest, event_time)
     return batch
+
+
+def full_batch(store: ObjectStore) -> ChangeBatch:
+    """A batch touching every source, present or known from a manifest: reconciling it
+    catches up with changes whose events were lost (e.g. an in-memory broker restarted)."""
+    now = datetime.now(UTC)
+    keys = {obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)}
+    keys |= {
+        DocumentVersion.model_validate_json(store.get(obj.key)).source_key
+        for obj in store.list("manifests")
+    }
+    return ChangeBatch(event_times=dict.fromkeys(sorted(keys), now))
 
 
 @dataclass

@@ -216,7 +216,12 @@ class ChunkIndex:
         table = self.table()
         if table is None:
             return []
-        return self._ranked(table.search(text, query_type="fts"), limit, where, "_score")
+        try:
+            return self._ranked(table.search(text, query_type="fts"), limit, where, "_score")
+        except ValueError as exc:  # the table's first write landed, its text index not yet
+            if "INVERTED index" in str(exc):
+                return []
+            raise
 
     @staticmethod
     def _ranked(query: Any, limit: int, where: str | None, score: str) -> list[dict[str, Any]]:

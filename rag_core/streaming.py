@@ -11,14 +11,23 @@ reports it to the instance as runless materializations).
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, Message
 
 from rag_core import services
-from rag_core.changes import ChangePlan, Freshness, plan_changes, read_batch, record_freshness
+from rag_core.changes import (
+    ChangeBatch,
+    ChangePlan,
+    Freshness,
+    full_batch,
+    plan_changes,
+    read_batch,
+    record_freshness,
+)
 from rag_core.documents import DocumentVersion
 from rag_core.events import topics
 from rag_core.kafka import EventPublisher, consumer_config
@@ -41,6 +50,15 @@ class BatchOutcome:
     retired: list[tuple[str, str]] = field(default_factory=list)
     dead_letters: int = 0
     freshness: list[Freshness] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent, by stage
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 class StreamingIndexer:
@@ -67,7 +85,12 @@ class StreamingIndexer:
         warm_up_parser({"a.md", "a.html", "a.txt", "a.pdf"})
 
     def poll_once(self, timeout: float = 0.5) -> BatchOutcome | None:
-        messages = self.consumer.consume(self.settings.stream_batch_size, timeout)
+        # Wait for the first event only; `consume` alone would wait for a full batch.
+        first = self.consumer.poll(timeout)
+        if first is None:
+            self._optimize_when_idle()
+            return None
+        messages = [first, *self.consumer.consume(self.settings.stream_batch_size - 1, 0)]
         for message in messages:
             if message.error():
                 log.warning("consumer error: %s", message.error())
@@ -80,28 +103,46 @@ class StreamingIndexer:
         return outcome
 
     def handle(self, messages: Sequence[Message]) -> BatchOutcome:
-        batch = read_batch(self.settings, self.store, messages)
-        for message, reason in batch.malformed:
-            self.publisher.dead_letter(message, reason)
-        plan = plan_changes(self.store, self.index, batch)
-        outcome = BatchOutcome(events=len(messages), dead_letters=len(batch.malformed))
-        if not plan.empty:
-            self._apply(plan, outcome)
+        outcome = BatchOutcome(events=len(messages))
+        with outcome.timed("read"):
+            batch = read_batch(self.settings, self.store, messages)
+            for message, reason in batch.malformed:
+                self.publisher.dead_letter(message, reason)
+        outcome.dead_letters = len(batch.malformed)
+        self._reconcile(batch, outcome)
         STREAM_EVENTS.labels("dead_letter").inc(outcome.dead_letters)
-        STREAM_EVENTS.labels("applied" if not plan.empty else "no_op").inc(
+        STREAM_EVENTS.labels("applied" if outcome.indexed or outcome.retired else "no_op").inc(
             len(messages) - outcome.dead_letters
         )
-        self.on_batch(outcome)
         return outcome
 
-    def _apply(self, plan: ChangePlan, outcome: BatchOutcome) -> None:
+    def catch_up(self) -> BatchOutcome:
+        """Reconcile every known source, as if each had an event now (run at start-up)."""
+        outcome = BatchOutcome(events=0)
+        self._reconcile(full_batch(self.store), outcome)
+        return outcome
+
+    def _reconcile(self, batch: ChangeBatch, outcome: BatchOutcome) -> None:
+        with outcome.timed("plan"):
+            plan = plan_changes(self.store, self.index, batch)
         if plan.upserts:
-            result = build_versions(
-                self.settings, self.store, self.index, self.embedder, plan.upserts, optimize=False
-            )
+            with outcome.timed("index"):
+                result = build_versions(
+                    self.settings, self.store, self.index, self.embedder, plan.upserts,
+                    optimize=False,
+                )  # fmt: skip
             outcome.indexed = plan.upserts
             outcome.retired += result.retired
-        outcome.retired += retire_documents(self.store, self.index, list(plan.deletions))
+        if plan.deletions:
+            with outcome.timed("retire"):
+                outcome.retired += retire_documents(self.store, self.index, list(plan.deletions))
+        if not plan.empty:
+            self._dirty_since = time.monotonic()
+        with outcome.timed("record"):
+            self._record_freshness(plan, outcome)
+            self.on_batch(outcome)
+
+    def _record_freshness(self, plan: ChangePlan, outcome: BatchOutcome) -> None:
         outcome.freshness = record_freshness(self.store, plan, plan.upserts)
         for record in outcome.freshness:
             FRESHNESS_LAG.labels("upsert").observe(record.lag_seconds)
@@ -109,7 +150,6 @@ class StreamingIndexer:
         for doc_id in plan.deletions:
             lag = now - plan.event_times[doc_id]
             FRESHNESS_LAG.labels("delete").observe(lag.total_seconds())
-        self._dirty_since = time.monotonic()
 
     def _optimize_when_idle(self) -> None:
         if self._dirty_since is None:

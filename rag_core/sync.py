@@ -2,13 +2,16 @@
 and emits upsert and delete events for the difference.
 
 Its bookmark (`state/object_sync.json`) records each source's size, modification times and
-version; a source whose listing entry is unchanged is not read again. The bookmark is saved
+version; a source whose listing entry is unchanged is not read again, unless it was modified
+around the previous scan (S3 keeps modification times to the second, so a same-size rewrite
+within that second looks unchanged). The bookmark is saved
 only after the broker acknowledged the events, so a crash in between announces again, which
 consumers absorb, instead of never.
 """
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
@@ -23,6 +26,8 @@ from rag_core.events import DocumentChange, document_change
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore, StoredObject
 
 STATE_KEY = "state/object_sync.json"
+# Listing times are to the second on S3; allow for that and a little clock skew.
+MTIME_RESOLUTION = timedelta(seconds=2)
 
 
 class SourceStamp(BaseModel):
@@ -36,48 +41,58 @@ def _listing_stamp(source: StoredObject, sidecar: StoredObject | None) -> str:
     return json.dumps(parts, default=str)
 
 
-def _load_state(store: ObjectStore) -> dict[str, SourceStamp]:
+class SyncState(BaseModel):
+    scanned_at: datetime | None = None
+    sources: dict[str, SourceStamp] = {}
+
+
+def _load_state(store: ObjectStore) -> SyncState:
     if not store.exists(STATE_KEY):
-        return {}
-    return {
-        key: SourceStamp.model_validate(stamp)
-        for key, stamp in json.loads(store.get(STATE_KEY)).items()
-    }
+        return SyncState()
+    return SyncState.model_validate_json(store.get(STATE_KEY))
 
 
-def scan(store: ObjectStore) -> tuple[list[DocumentChange], dict[str, SourceStamp]]:
+def _settled_before(objects: list[StoredObject | None], since: datetime | None) -> bool:
+    """Whether these objects were last modified safely before `since` (the last scan)."""
+    times = [obj.modified for obj in objects if obj is not None]
+    return since is not None and all(t is not None and t < since - MTIME_RESOLUTION for t in times)
+
+
+def scan(store: ObjectStore) -> tuple[list[DocumentChange], SyncState]:
     """Events for sources added, changed or removed since the last announcement, and the
     bookmark to save once they are delivered. Warehouse documents are the warehouse
     producer's to announce."""
     state = _load_state(store)
+    scanned_at = datetime.now(UTC)
     listing = {
         obj.key: obj
         for obj in store.list(SOURCES_PREFIX)
         if not obj.key.startswith(f"{WAREHOUSE_PREFIX}/")
     }
     events: list[DocumentChange] = []
-    new_state: dict[str, SourceStamp] = {}
+    sources: dict[str, SourceStamp] = {}
     for key, obj in listing.items():
         if not is_source(key):
             continue
-        stamp = _listing_stamp(obj, listing.get(metadata_key(key)))
-        known = state.get(key)
-        if known and known.listing == stamp:
-            new_state[key] = known
+        sidecar = listing.get(metadata_key(key))
+        stamp = _listing_stamp(obj, sidecar)
+        known = state.sources.get(key)
+        if known and known.listing == stamp and _settled_before([obj, sidecar], state.scanned_at):
+            sources[key] = known
             continue
         source = read_source(store, key)
         if source is None:  # removed while we scanned: the next scan announces it
             if known:
-                new_state[key] = known
+                sources[key] = known
             continue
         version = source_version(*source)
-        new_state[key] = SourceStamp(listing=stamp, version=version)
+        sources[key] = SourceStamp(listing=stamp, version=version)
         if not known or known.version != version:
             events.append(document_change("upsert", key, version, source_position=stamp))
-    for key, known in state.items():
-        if key not in new_state and key not in listing:
+    for key, known in state.sources.items():
+        if key not in sources and key not in listing:
             events.append(document_change("delete", key, None, source_position=known.listing))
-    return events, new_state
+    return events, SyncState(scanned_at=scanned_at, sources=sources)
 
 
 def sync_object_store(
@@ -87,5 +102,5 @@ def sync_object_store(
     events, state = scan(store)
     if events:
         publish(events)
-    store.put(STATE_KEY, json.dumps({k: v.model_dump() for k, v in state.items()}).encode())
+    store.put(STATE_KEY, state.model_dump_json().encode())
     return events

@@ -21,7 +21,13 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from rag_core.documents import WAREHOUSE_PREFIX, SourceMetadata, delete_source, put_source
+from rag_core.documents import (
+    WAREHOUSE_PREFIX,
+    SourceMetadata,
+    delete_source,
+    is_source,
+    put_source,
+)
 from rag_core.events import TableRowChange, table_row_change
 from rag_core.ids import digest
 from rag_core.objectstore import ObjectStore
@@ -209,8 +215,9 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 def dbt_environment(settings: Settings) -> Iterator[None]:
     """Set `dbt_env` in this process while dbt starts: in-process dbt and dagster-dbt's
     subprocesses both take their profile variables from `os.environ`."""
-    saved = {name: os.environ.get(name) for name in dbt_env(settings)}
-    os.environ.update(dbt_env(settings))
+    env = dbt_env(settings)
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -243,8 +250,8 @@ def _dbt_failure(command: str, result: Any) -> str:
     return f"dbt {command} failed: " + ("; ".join(failures) or "see the dbt log")
 
 
-def run_dbt(settings: Settings, args: Sequence[str], target_path: Path | None = None) -> Any:
-    """Run a dbt command in-process against the configured target; returns dbt's result."""
+def run_dbt(settings: Settings, args: Sequence[str], target_path: Path | None = None) -> None:
+    """Run a dbt command in-process against the configured target."""
     from dbt.cli.main import dbtRunner
 
     default_target, log_path = dbt_paths(settings)
@@ -266,7 +273,6 @@ def run_dbt(settings: Settings, args: Sequence[str], target_path: Path | None = 
         result = dbtRunner().invoke(argv)
     if not result.success:
         raise WarehouseError(_dbt_failure(args[0], result))
-    return result.result
 
 
 def build_models(settings: Settings) -> None:
@@ -428,14 +434,32 @@ def row_source_key(table: str, row_key: str) -> str:
     return f"{WAREHOUSE_PREFIX}/{table}/{quote(row_key, safe='')}.md"
 
 
+def _put_row(store: ObjectStore, row: RenderedRow) -> str:
+    key = row_source_key(row.table, row.row_key)
+    metadata = SourceMetadata(acl=row.acl, subjects=row.subjects)
+    put_source(store, key, row.markdown().encode(), metadata)
+    return key
+
+
 def sync_row_document(store: ObjectStore, settings: Settings, table: str, row_key: str) -> str:
     """Make the row's source file match the row as it is now (written, or deleted when the row
     is gone); returns its key. Unknown tables raise ValueError."""
     row = fetch_row(settings, table, row_key)
+    if row is not None:
+        return _put_row(store, row)
     key = row_source_key(table, row_key)
-    if row is None:
-        delete_source(store, key)
-    else:
-        metadata = SourceMetadata(acl=row.acl, subjects=row.subjects)
-        put_source(store, key, row.markdown().encode(), metadata)
+    delete_source(store, key)
     return key
+
+
+def sync_documents(store: ObjectStore, settings: Settings) -> list[str]:
+    """Mirror every document model into the store at once (for a backfill): each row's source
+    written, sources of rows that are gone deleted. Returns the keys of the current rows."""
+    keys: list[str] = []
+    for table in DOCUMENT_MODELS:
+        current = {_put_row(store, row) for row in rendered_rows(settings, table).values()}
+        for stale in store.list(f"{WAREHOUSE_PREFIX}/{table}"):
+            if is_source(stale.key) and stale.key not in current:
+                delete_source(store, stale.key)
+        keys += sorted(current)
+    return keys

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,14 +17,20 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from rag_core import services
+from rag_core import services, warehouse
 from rag_core.documents import add_sources
+from rag_core.kafka import EventPublisher
 from rag_core.llm import LocalLLMServer, assemble_local_model
-from rag_core.processes import stop_process_groups
+from rag_core.localstack import TansuBroker
+from rag_core.processes import accepts_connections, stop_process_groups
 from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchResponse
 from rag_core.settings import Settings, get_settings
+from rag_core.streaming import StreamingIndexer
+from rag_core.sync import sync_object_store
 
 app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True)
+warehouse_app = typer.Typer(help="The warehouse: sample tables and dbt models.")
+app.add_typer(warehouse_app, name="warehouse")
 console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
@@ -64,6 +71,76 @@ def discover() -> None:
     """Index whatever is new or changed among the object store's sources."""
     new_keys = _index_sources(get_settings(), None, "Scanning sources, indexing new versions")
     console.print(f"{len(new_keys)} new versions indexed")
+
+
+@app.command()
+def sync() -> None:
+    """Announce what changed in the object store and the warehouse as Kafka events."""
+    settings = get_settings()
+    publisher = EventPublisher(settings)
+    documents = sync_object_store(services.object_store(settings), publisher.document_changes)
+    rows = warehouse.emit_row_changes(settings, publisher.row_changes)
+    console.print(f"announced {len(documents)} document and {len(rows)} table-row changes")
+
+
+@app.command()
+def stream(
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics; 0 for none.")] = 9464,
+) -> None:
+    """Index change events as they arrive (the warm streaming worker), until interrupted."""
+    from prometheus_client import start_http_server
+
+    from rag_assets.ingest import local_instance
+    from rag_assets.streaming import InstanceRecorder
+
+    settings = get_settings()
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    recorder = InstanceRecorder(local_instance(settings), settings.freshness_sla_seconds)
+    worker = StreamingIndexer(settings, recorder)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        with console.status("Loading the model, catching up with the sources"):
+            worker.warm_up()
+            caught_up = worker.catch_up()
+        console.print(
+            f"caught up: {len(caught_up.indexed)} versions indexed, "
+            f"{len(caught_up.retired)} retired; consuming {settings.kafka_bootstrap_servers}"
+        )
+        worker.run(stop)
+    finally:
+        worker.close()
+
+
+@app.command()
+def backfill() -> None:
+    """Rebuild the index from the object store and the warehouse in one Dagster run."""
+    from rag_assets.ingest import IndexingRunFailed, backfill_index, local_instance
+
+    settings = get_settings()
+    with console.status("Rebuilding every current document version"):
+        try:
+            keys = backfill_index(settings, local_instance(settings))
+        except IndexingRunFailed as failure:
+            console.print(f"[red]{failure}[/red]")
+            raise typer.Exit(1) from failure
+    console.print(f"{len(keys)} document versions rebuilt")
+
+
+@warehouse_app.command("load-sample")
+def warehouse_load_sample() -> None:
+    """(Re)load the sample support tickets into the warehouse's raw schema."""
+    rows = warehouse.load_sample(get_settings())
+    console.print(f"{rows} sample rows loaded into raw.support_tickets")
+
+
+@warehouse_app.command("build")
+def warehouse_build() -> None:
+    """Run `dbt build`: staging models and the models that render rows into documents."""
+    warehouse.build_models(get_settings())
+    console.print("dbt build finished")
 
 
 @app.command()
@@ -137,13 +214,15 @@ def dev(
     api_port: Annotated[int, typer.Option()] = 8000,
     dagster_port: Annotated[int, typer.Option()] = 3000,
 ) -> None:
-    """Dagster webserver + daemon + API together, until interrupted."""
+    """Kafka broker (tansu, unless one is configured) + streaming worker + Dagster webserver
+    and daemon + API + local model, until interrupted."""
     from rag_assets.ingest import local_instance
 
     settings = get_settings()
     # Create the instance's storage here, before the webserver and daemon race to migrate it.
     with local_instance(settings) as instance:
         instance.get_runs(limit=1)
+    broker = _embedded_broker(settings)
     env = os.environ | {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
     local_llm = None
     if not settings.llm_base_url:  # the embedded default: serve the packaged model ourselves
@@ -159,6 +238,7 @@ def dev(
         [str(bin_dir / "dagster-daemon"), "run", "-m", "rag_assets.definitions"],
         [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
          "--host", host, "--port", str(api_port)],
+        [str(bin_dir / "ragctl"), "stream"],
     ]  # fmt: skip
     if local_llm:
         commands.append(local_llm.command)
@@ -183,3 +263,15 @@ def dev(
         pass
     finally:
         stop_process_groups(processes)
+        if broker:
+            broker.stop()
+
+
+def _embedded_broker(settings: Settings) -> TansuBroker | None:
+    """Start tansu (in memory) when the configured broker is on loopback and not running;
+    the streaming worker's catch-up at start covers events lost with a previous one."""
+    host, _, port = settings.kafka_bootstrap_servers.partition(":")
+    if host not in ("127.0.0.1", "localhost") or accepts_connections(int(port or 9092)):
+        return None
+    with console.status("Starting the Kafka broker (tansu, in memory)"):
+        return TansuBroker(int(port or 9092), log_path=settings.home / "tansu.log").start()
