@@ -28,6 +28,8 @@ venv: $(STAMP)
 
 run: venv
 	$(BIN)/ragctl ingest sample_corpus
+	$(BIN)/ragctl warehouse load-sample
+	$(BIN)/ragctl warehouse build
 	$(BIN)/ragctl dev
 
 test: venv
@@ -47,6 +49,7 @@ format: venv
 
 bench: venv
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/freshness.py
 
 constraints: venv
 	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(en_core_web_sm|unstructured-inference)[= @]' | sed 's/+cpu$$//'; } > constraints.new

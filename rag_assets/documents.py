@@ -42,7 +42,8 @@ def _manifests(context: dg.AssetExecutionContext, store: ObjectStore) -> list[Do
     return manifests
 
 
-@dg.asset(**_PARTITIONED, kinds={"s3"})
+# Lineage from the warehouse: its rows reach the documents as events, rendered into sources.
+@dg.asset(**_PARTITIONED, kinds={"s3"}, deps=[dg.AssetKey("warehouse_row_events")])
 def raw_document(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
     """The bytes of each document version, copied from the sources into `raw/`."""
     store = rag.store()

@@ -98,7 +98,8 @@ def backfill_index(settings: Settings, instance: dg.DagsterInstance) -> list[str
     every asset in one run (artifacts are rewritten; rows already right stay untouched).
     Returns the partition keys rebuilt."""
     store = object_store(settings)
-    warehouse.sync_documents(store, settings)
+    if warehouse.configured(settings):
+        warehouse.sync_documents(store, settings)
     current = discover(store)
     current_docs = {version.doc_id for version in current}
     stale = sorted({obj.key.split("/")[1] for obj in store.list("manifests")} - current_docs)

@@ -134,6 +134,11 @@ def _open_snowflake(settings: Settings) -> Connection:
     return connection
 
 
+def configured(settings: Settings) -> bool:
+    """Whether there is a warehouse to read: Snowflake when targeted, else the DuckDB file."""
+    return settings.warehouse_target == "snowflake" or settings.warehouse_path.exists()
+
+
 @contextmanager
 def connect(settings: Settings, *, read_only: bool = False) -> Iterator[Connection]:
     """A connection to the configured warehouse, closed on exit. Keep it brief: an open DuckDB

@@ -76,11 +76,18 @@ def discover() -> None:
 @app.command()
 def sync() -> None:
     """Announce what changed in the object store and the warehouse as Kafka events."""
-    settings = get_settings()
+    console.print(_announce_changes(get_settings()))
+
+
+def _announce_changes(settings: Settings) -> str:
     publisher = EventPublisher(settings)
     documents = sync_object_store(services.object_store(settings), publisher.document_changes)
-    rows = warehouse.emit_row_changes(settings, publisher.row_changes)
-    console.print(f"announced {len(documents)} document and {len(rows)} table-row changes")
+    rows = (
+        warehouse.emit_row_changes(settings, publisher.row_changes)
+        if warehouse.configured(settings)
+        else []
+    )
+    return f"announced {len(documents)} document and {len(rows)} table-row changes"
 
 
 @app.command()
@@ -255,6 +262,7 @@ def dev(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        console.print(_announce_changes(settings))
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
         console.print("[red]a process exited; stopping the others[/red]")

@@ -1,5 +1,6 @@
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
 from rag_core.documents import add_sources
+from rag_core.events import DocumentChange
+from rag_core.kafka import EventPublisher
 from rag_core.localstack import SeaweedS3, TansuBroker
 from rag_core.settings import Settings, get_settings
+from rag_core.streaming import BatchOutcome, StreamingIndexer
+from rag_core.sync import sync_object_store
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 PORT_QUESTION = "Which port does the server listen on?"
@@ -84,3 +89,22 @@ def s3_platform(
     monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
     get_settings.cache_clear()
     return get_settings()
+
+
+def announce(settings: Settings) -> list[DocumentChange]:
+    return sync_object_store(
+        services.object_store(settings), EventPublisher(settings).document_changes
+    )
+
+
+def process(worker: StreamingIndexer, timeout: float = 60.0) -> list[BatchOutcome]:
+    """Poll until at least one batch was handled and the topic is quiet again."""
+    outcomes: list[BatchOutcome] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome = worker.poll_once(timeout=1.0)
+        if outcome is None and outcomes:
+            return outcomes
+        if outcome is not None:
+            outcomes.append(outcome)
+    raise AssertionError("the worker handled no events in time")

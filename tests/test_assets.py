@@ -48,7 +48,11 @@ def _table_rows(settings: Settings) -> list[dict]:
 def test_definitions_load() -> None:
     assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == {
         "raw_document", "parsed_document", "chunks", "embeddings", "index",
+        "raw/support_tickets", "stg_support_tickets", "support_ticket_documents",
+        "warehouse_row_events",
     }  # fmt: skip
+    upstream = defs.resolve_asset_graph().get(raw_document.key).parent_keys
+    assert dg.AssetKey("warehouse_row_events") in upstream
     assert defs.resolve_job_def("ingest_documents") is not None
     assert defs.resolve_job_def("retire_documents") is not None
     for sensor in ("object_store_changes", "document_change_runs"):

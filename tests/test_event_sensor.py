@@ -19,9 +19,7 @@ from rag_core.settings import Settings
 
 
 @pytest.fixture
-def platform(
-    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def platform(rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
     return Settings()
 

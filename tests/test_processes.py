@@ -4,7 +4,6 @@ stopped with a signal and checked gone."""
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ import httpx
 import psutil
 import pytest
 
+from rag_core.processes import free_port
 from rag_core.settings import Settings
 
 pytestmark = pytest.mark.slow
 RAGCTL = str(Path(sys.executable).parent / "ragctl")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(url: str, timeout: float) -> httpx.Response:
@@ -46,7 +40,11 @@ def _ignore_sigint() -> None:
 
 
 def _start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {"RAG_HOME": str(home), "RAG_LLM_PORT": str(_free_port())}
+    env = os.environ | {
+        "RAG_HOME": str(home),
+        "RAG_LLM_PORT": str(free_port()),
+        "RAG_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+    }
     return subprocess.Popen(
         [RAGCTL, *args], env=env, start_new_session=True, preexec_fn=_ignore_sigint
     )
@@ -71,7 +69,7 @@ def _stop_and_check_gone(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def test_serve_answers_and_stops(sample_index: Settings) -> None:
-    port = _free_port()
+    port = free_port()
     process = _start(["serve", "--port", str(port)], sample_index.home)
     try:
         health = _wait_for(f"http://127.0.0.1:{port}/healthz", timeout=90).json()
@@ -84,10 +82,10 @@ def test_serve_answers_and_stops(sample_index: Settings) -> None:
         _stop_and_check_gone(process, signal.SIGTERM)
 
 
-def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings) -> None:
-    """`ragctl dev` as `make run` starts it: the daemon's discovery sensor picks up a file
-    dropped into the object store and the API then finds it."""
-    api_port, dagster_port = _free_port(), _free_port()
+def test_dev_runs_the_stack_and_indexes_new_files_through_kafka(rag_home: Settings) -> None:
+    """`ragctl dev` as `make run` starts it: the daemon's object-store sensor announces a file
+    dropped into the object store, the streaming worker indexes it, the API then finds it."""
+    api_port, dagster_port = free_port(), free_port()
     process = _start(
         ["dev", "--api-port", str(api_port), "--dagster-port", str(dagster_port)], rag_home.home
     )
@@ -97,7 +95,8 @@ def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings)
         _wait_for(f"http://127.0.0.1:{dagster_port}/server_info", timeout=300)
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "dagster-daemon" in names and "dagster-webserver" in names
+        for name in ("dagster-daemon", "dagster-webserver", "tansu", "ragctl stream"):
+            assert name in names
 
         dropped = Path(rag_home.object_store_uri) / "documents" / "notes" / "llamas.md"
         dropped.parent.mkdir(parents=True)
@@ -110,7 +109,7 @@ def test_dev_runs_the_stack_and_the_sensor_indexes_new_files(rag_home: Settings)
                 f"http://127.0.0.1:{api_port}/v1/search", json={"query": "llama"}, timeout=30
             )
             hits = response.json()["hits"]
-        assert hits, "the sensor's run did not index the dropped file in time"
+        assert hits, "the dropped file was not indexed in time"
         assert hits[0]["source_uri"].endswith("notes/llamas.md")
     finally:
         _stop_and_check_gone(process, signal.SIGINT)

@@ -11,41 +11,23 @@ from confluent_kafka import Consumer, Producer
 from rag_assets.documents import PARTITIONS_NAME
 from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
-from rag_core import services
+from rag_core import services, warehouse
 from rag_core.documents import SourceMetadata, delete_source, known_versions, put_source
-from rag_core.events import DeadLetter, DocumentChange, decode, topics
+from rag_core.events import DeadLetter, decode, topics
 from rag_core.ids import doc_id_for
 from rag_core.kafka import EventPublisher, consumer_config
 from rag_core.localstack import SeaweedS3, TansuBroker
 from rag_core.processes import free_port
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
-from rag_core.streaming import BatchOutcome, StreamingIndexer
-from rag_core.sync import sync_object_store
+from rag_core.streaming import StreamingIndexer
+
+from conftest import announce, process
 
 PARKING = "documents/handbook/parking.md"
 BLUE = b"# Parking\n\nVisitors park in the blue garage on level three, next to the lifts."
 RED = b"# Parking\n\nVisitors now park in the red garage by the north gate."
 QUESTION = "Where do visitors park?"
-
-
-def announce(settings: Settings) -> list[DocumentChange]:
-    return sync_object_store(
-        services.object_store(settings), EventPublisher(settings).document_changes
-    )
-
-
-def process(worker: StreamingIndexer, timeout: float = 60.0) -> list[BatchOutcome]:
-    """Poll until at least one batch was handled and the topic is quiet again."""
-    outcomes: list[BatchOutcome] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        outcome = worker.poll_once(timeout=1.0)
-        if outcome is None and outcomes:
-            return outcomes
-        if outcome is not None:
-            outcomes.append(outcome)
-    raise AssertionError("the worker handled no events in time")
 
 
 def texts_for(settings: Settings, doc_id: str) -> list[str]:
@@ -185,3 +167,50 @@ def test_a_broker_restart_loses_no_event(
     finally:
         worker.close()
         broker.stop()
+
+
+RATE_LIMIT = "What is the API rate limit per access token?"
+
+
+@pytest.mark.slow
+def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Settings) -> None:
+    settings = s3_platform
+    warehouse.load_sample(settings)
+    warehouse.build_models(settings)
+    publisher = EventPublisher(settings)
+    worker = StreamingIndexer(settings)
+    ticket = warehouse.row_source_key("support_ticket_documents", "TCK-1003")
+    doc_id = doc_id_for(services.object_store(settings).uri_for(ticket))
+    try:
+        assert len(warehouse.emit_row_changes(settings, publisher.row_changes)) == 12
+        assert sum(len(o.indexed) for o in process(worker)) == 12
+        answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
+        assert "600 requests per minute" in answer.answer
+        assert any(c.doc_id == doc_id for c in answer.citations)
+
+        with warehouse.connect(settings) as connection:
+            connection.cursor().execute(
+                "UPDATE raw.support_tickets SET resolution = replace(resolution, "
+                "'600 requests per minute', '900 requests per minute') WHERE ticket_id = ?",
+                ["TCK-1003"],
+            )
+        warehouse.build_models(settings)
+        [change] = warehouse.emit_row_changes(settings, publisher.row_changes)
+        assert change.op == "upsert" and change.row_key == "TCK-1003"
+        [updated] = process(worker)
+        assert [m.doc_id for m in updated.indexed] == [doc_id] and len(updated.retired) == 1
+        answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
+        assert "900 requests per minute" in answer.answer and "600" not in answer.answer
+
+        with warehouse.connect(settings) as connection:
+            connection.cursor().execute(
+                "DELETE FROM raw.support_tickets WHERE ticket_id = ?", ["TCK-1003"]
+            )
+        warehouse.build_models(settings)
+        [deletion] = warehouse.emit_row_changes(settings, publisher.row_changes)
+        assert deletion.op == "delete"
+        process(worker)
+        hits = services.retriever(settings).search(RATE_LIMIT, 10)
+        assert hits and all(hit.doc_id != doc_id for hit in hits)
+    finally:
+        worker.close()
