@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message
 
 from rag_core import services
 from rag_core.changes import (
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # Compaction and full-text index refresh wait for a quiet moment: new rows are searchable
 # before it (unindexed rows are scanned), and doing it per event would cost the freshness.
 OPTIMIZE_AFTER_IDLE_SECONDS = 5.0
+RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
 
 
 @dataclass
@@ -159,8 +160,27 @@ class StreamingIndexer:
             self._dirty_since = None
 
     def run(self, stop: threading.Event) -> None:
+        """Poll until `stop` is set. A batch that fails (S3 or the warehouse unreachable, say)
+        is not committed: the worker rewinds to the committed offsets and tries again after a
+        pause, so nothing is lost and the process does not die."""
+        backoff = RETRY_SECONDS
         while not stop.is_set():
-            self.poll_once()
+            try:
+                self.poll_once()
+                backoff = RETRY_SECONDS
+            except Exception:
+                log.exception(
+                    "batch failed; retrying from the committed offsets in %.0f s", backoff
+                )
+                stop.wait(backoff)
+                self._rewind()
+                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+
+    def _rewind(self) -> None:
+        for partition in self.consumer.committed(self.consumer.assignment(), timeout=10):
+            if partition.offset < 0:  # nothing committed yet: from the start
+                partition.offset = OFFSET_BEGINNING
+            self.consumer.seek(partition)
 
     def close(self) -> None:
         """Leave the consumer group (idempotent)."""

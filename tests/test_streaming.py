@@ -1,8 +1,10 @@
 """The streaming worker on the real broker (tansu) and S3 (SeaweedFS): changes in the object
 store reach answers, replays and stale events change nothing, bad events are parked."""
 
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -11,7 +13,7 @@ from confluent_kafka import Consumer, Producer
 from rag_assets.documents import PARTITIONS_NAME
 from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
-from rag_core import services, warehouse
+from rag_core import services, streaming, warehouse
 from rag_core.documents import SourceMetadata, delete_source, known_versions, put_source
 from rag_core.events import DeadLetter, decode, topics
 from rag_core.ids import doc_id_for
@@ -214,3 +216,37 @@ def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Setti
         assert hits and all(hit.doc_id != doc_id for hit in hits)
     finally:
         worker.close()
+
+
+def test_a_failed_batch_is_retried_from_the_committed_offset(
+    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    settings = Settings()
+    attempts: list[int] = []
+    build = streaming.build_versions
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("the object store is unreachable")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(streaming, "build_versions", fails_once)
+    monkeypatch.setattr(streaming, "RETRY_SECONDS", 0.1)
+    worker = StreamingIndexer(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        put_source(services.object_store(settings), PARKING, BLUE)
+        announce(settings)
+        deadline = time.monotonic() + 60
+        while not services.chunk_index(settings).stats().documents:
+            assert time.monotonic() < deadline, "the failed batch was not retried"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+        worker.close()
+    assert len(attempts) == 2
