@@ -16,7 +16,7 @@ from rag_core import pipeline
 from rag_core.documents import DocumentVersion, capture_raw, read_manifest
 from rag_core.ids import partition_key, split_partition_key
 from rag_core.index import ChunkIndex, LiveVersions
-from rag_core.objectstore import ObjectStore, for_each_concurrently
+from rag_core.objectstore import ObjectStore
 
 # The single-run backfill policy is marked beta; it is the point of this design, so say it once.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
@@ -48,8 +48,7 @@ def raw_document(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Mate
     """The bytes of each document version, copied from the sources into `raw/`."""
     store = rag.store()
     manifests = _manifests(context, store)
-    captured = for_each_concurrently(lambda manifest: capture_raw(store, manifest), manifests)
-    missing = [m.partition_key for m, ok in zip(manifests, captured, strict=True) if not ok]
+    missing = [m.partition_key for m in manifests if not capture_raw(store, m)]
     for key in missing:
         context.log.warning(f"{key}: the source no longer holds this version")
     return dg.MaterializeResult(
@@ -89,10 +88,14 @@ def chunks(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materializ
     """Title-aware chunks with deterministic ids."""
     settings = rag.settings()
     store = rag.store()
-    chunk_sets = pipeline.chunk_versions(
-        store, _manifests(context, store), size=settings.chunk_size, overlap=settings.chunk_overlap
-    )
-    counts = [len(chunk_set.chunks) for chunk_set in chunk_sets]
+    counts = [
+        len(
+            pipeline.chunk_version(
+                store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap
+            ).chunks
+        )
+        for manifest in _manifests(context, store)
+    ]
     return dg.MaterializeResult(
         metadata={
             "documents": len(counts),

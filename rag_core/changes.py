@@ -26,7 +26,7 @@ from rag_core.documents import (
 from rag_core.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
 from rag_core.ids import doc_id_for
 from rag_core.index import ChunkIndex
-from rag_core.objectstore import SOURCES_PREFIX, ObjectStore, for_each_concurrently
+from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 from rag_core.pipeline import pending_versions
 from rag_core.settings import Settings
 
@@ -131,12 +131,11 @@ def record_freshness(
         for m in indexed
         if m.doc_id in plan.event_times
     ]  # fmt: skip
-    for_each_concurrently(
-        lambda r: store.put(
-            artifact_key("freshness", r.doc_id, r.version), r.model_dump_json().encode()
-        ),
-        records,
-    )
+    for record in records:
+        store.put(
+            artifact_key("freshness", record.doc_id, record.version),
+            record.model_dump_json().encode(),
+        )
     return records
 
 

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, Field
 
 from rag_core.ids import doc_id_for, partition_key, version_for
-from rag_core.objectstore import SOURCES_PREFIX, ObjectStore, for_each_concurrently
+from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 
 ARTIFACT_PREFIXES = (
     "manifests", "raw", "parsed", "failures", "chunks", "embeddings", "freshness",
@@ -142,32 +142,31 @@ def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[Docu
     writing manifests for new ones."""
     if keys is None:
         keys = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
-    versions = for_each_concurrently(lambda key: _current_version(store, key), keys)
-    return [version for version in versions if version is not None]
-
-
-def _current_version(store: ObjectStore, key: str) -> DocumentVersion | None:
-    source = read_source(store, key)
-    if source is None:
-        return None
-    content, metadata = source
-    source_uri = store.uri_for(key)
-    doc_id, version = doc_id_for(source_uri), source_version(content, metadata)
-    manifest_key = artifact_key("manifests", doc_id, version)
-    if store.exists(manifest_key):
-        return read_manifest(store, doc_id, version)
-    manifest = DocumentVersion(
-        doc_id=doc_id,
-        version=version,
-        source_key=key,
-        source_uri=source_uri,
-        size=len(content),
-        discovered_at=datetime.now(UTC),
-        acl=metadata.acl,
-        subjects=metadata.subjects,
-    )
-    store.put(manifest_key, manifest.model_dump_json().encode())
-    return manifest
+    versions = []
+    for key in keys:
+        source = read_source(store, key)
+        if source is None:
+            continue
+        content, metadata = source
+        source_uri = store.uri_for(key)
+        doc_id, version = doc_id_for(source_uri), source_version(content, metadata)
+        manifest_key = artifact_key("manifests", doc_id, version)
+        if store.exists(manifest_key):
+            versions.append(read_manifest(store, doc_id, version))
+            continue
+        manifest = DocumentVersion(
+            doc_id=doc_id,
+            version=version,
+            source_key=key,
+            source_uri=source_uri,
+            size=len(content),
+            discovered_at=datetime.now(UTC),
+            acl=metadata.acl,
+            subjects=metadata.subjects,
+        )
+        store.put(manifest_key, manifest.model_dump_json().encode())
+        versions.append(manifest)
+    return versions
 
 
 def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:

@@ -16,33 +16,13 @@ Keys are `/`-separated paths relative to the store root. The layout the platform
 Everything derived from a document lives under keys named by opaque ids only.
 """
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pyarrow.fs as pafs
 
 SOURCES_PREFIX = "documents"
-# Requests in flight at once when a stage reads or writes one object per document: on S3 each
-# takes milliseconds of waiting, so one at a time would dominate a bulk run.
-IO_CONCURRENCY = 16
-
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-
-
-def for_each_concurrently(
-    function: Callable[[Item], Result], items: Iterable[Item]
-) -> list[Result]:
-    """`function` over `items` on I/O threads, results in order."""
-    items = list(items)
-    if len(items) < 2:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(min(IO_CONCURRENCY, len(items))) as pool:
-        return list(pool.map(function, items))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ every stage is idempotent, so a replay or a backfill reproduces the same artifac
 
 import gc
 import io
-import itertools
 import json
 import multiprocessing
 import warnings
@@ -26,7 +25,7 @@ from rag_core.documents import (
 )
 from rag_core.embedding import Embedder
 from rag_core.index import ChunkIndex, chunk_schema
-from rag_core.objectstore import ObjectStore, for_each_concurrently
+from rag_core.objectstore import ObjectStore
 from rag_core.parsing import ParsedDocument, parse_document, warm_up_parser
 from rag_core.settings import Settings
 
@@ -76,23 +75,26 @@ def parse_versions(
     store: ObjectStore, manifests: Sequence[DocumentVersion], workers: int = 1
 ) -> list[ParsedDocument]:
     """Parse each version's raw bytes and record the result (and any failure) per version."""
-
-    def read_raw(manifest: DocumentVersion) -> tuple[bytes | None, str]:
+    items = []
+    for manifest in manifests:
         raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
-        return store.get(raw_key) if store.exists(raw_key) else None, manifest.file_name
-
-    parsed_documents = _parse_all(for_each_concurrently(read_raw, manifests), workers)
-
-    def record(pair: tuple[DocumentVersion, ParsedDocument]) -> None:
-        manifest, parsed = pair
-        key = (manifest.doc_id, manifest.version)
-        store.put(artifact_key("parsed", *key), parsed.model_dump_json().encode())
+        items.append((store.get(raw_key) if store.exists(raw_key) else None, manifest.file_name))
+    parsed_documents = _parse_all(items, workers)
+    for manifest, parsed in zip(manifests, parsed_documents, strict=True):
+        store.put(
+            artifact_key("parsed", manifest.doc_id, manifest.version),
+            parsed.model_dump_json().encode(),
+        )
         if not parsed.ok:
-            failure = {"doc_id": manifest.doc_id, "version": manifest.version,
-                       "reason": parsed.error}  # fmt: skip
-            store.put(artifact_key("failures", *key), json.dumps(failure).encode())
-
-    for_each_concurrently(record, zip(manifests, parsed_documents, strict=True))
+            failure = {
+                "doc_id": manifest.doc_id,
+                "version": manifest.version,
+                "reason": parsed.error,
+            }
+            store.put(
+                artifact_key("failures", manifest.doc_id, manifest.version),
+                json.dumps(failure).encode(),
+            )
     return parsed_documents
 
 
@@ -116,14 +118,6 @@ def chunk_version(
     return chunk_set
 
 
-def chunk_versions(
-    store: ObjectStore, manifests: Sequence[DocumentVersion], *, size: int, overlap: int
-) -> list[ChunkSet]:
-    return for_each_concurrently(
-        lambda manifest: chunk_version(store, manifest, size=size, overlap=overlap), manifests
-    )
-
-
 def read_chunks(store: ObjectStore, manifest: DocumentVersion) -> ChunkSet:
     return ChunkSet.model_validate_json(
         store.get(artifact_key("chunks", manifest.doc_id, manifest.version))
@@ -141,19 +135,16 @@ def embed_versions(
 ) -> int:
     """Embed the chunks of many versions in one batch (the model is the bottleneck, and it is
     fastest fed full batches); returns the number of chunks embedded."""
-    chunk_sets = for_each_concurrently(lambda manifest: read_chunks(store, manifest), manifests)
+    chunk_sets = [read_chunks(store, manifest) for manifest in manifests]
     vectors = embedder.embed([chunk.text for cs in chunk_sets for chunk in cs.chunks])
-    ends = list(itertools.accumulate(len(chunk_set.chunks) for chunk_set in chunk_sets))
-
-    def write(position: int) -> None:
-        manifest, end = manifests[position], ends[position]
-        start = end - len(chunk_sets[position].chunks)
+    offset = 0
+    for manifest, chunk_set in zip(manifests, chunk_sets, strict=True):
+        count = len(chunk_set.chunks)
         buffer = io.BytesIO()
-        np.save(buffer, vectors[start:end], allow_pickle=False)
+        np.save(buffer, vectors[offset : offset + count], allow_pickle=False)
         store.put(artifact_key("embeddings", manifest.doc_id, manifest.version), buffer.getvalue())
-
-    for_each_concurrently(write, range(len(manifests)))
-    return ends[-1] if ends else 0
+        offset += count
+    return offset
 
 
 def version_rows(store: ObjectStore, manifest: DocumentVersion, dimension: int) -> pa.Table:
@@ -200,9 +191,7 @@ def index_versions(
     """Upsert the versions' chunks, then retire versions beyond `keep_versions` per document
     (index rows first, then their artifacts), so no document is ever missing from the index.
     `optimize=False` leaves compaction to the caller (the streaming worker batches it)."""
-    rows = for_each_concurrently(
-        lambda manifest: version_rows(store, manifest, dimension), manifests
-    )
+    rows = [version_rows(store, manifest, dimension) for manifest in manifests]
     inserted = index.upsert(pa.concat_tables(rows)) if rows else 0
     retired = index.retire_versions((m.doc_id for m in manifests), keep_versions)
     for doc_id, version in retired:
@@ -241,9 +230,11 @@ def build_versions(
 ) -> IndexResult:
     """Every stage, raw to index, for versions in one process: the streaming worker's path
     (Dagster runs the same stages one asset at a time)."""
-    for_each_concurrently(lambda manifest: capture_raw(store, manifest), manifests)
+    for manifest in manifests:
+        capture_raw(store, manifest)
     parse_versions(store, manifests, workers=settings.parse_workers)
-    chunk_versions(store, manifests, size=settings.chunk_size, overlap=settings.chunk_overlap)
+    for manifest in manifests:
+        chunk_version(store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap)
     embed_versions(store, embedder, manifests)
     return index_versions(
         store,
