@@ -30,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
+from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
 
@@ -37,7 +38,8 @@ from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
 from rag_core import services
 from rag_core.documents import delete_source, put_source
-from rag_core.kafka import EventPublisher
+from rag_core.events import dead_letter
+from rag_core.kafka import EventPublisher, consumer_config
 from rag_core.localstack import SeaweedS3, TansuBroker
 from rag_core.settings import Settings
 from rag_core.streaming import BatchOutcome, StreamingIndexer
@@ -103,6 +105,22 @@ class Bench:
             lags["delete"].append(self.lag_until(self.announce(), lambda n=new: not self.found(n)))
         return lags
 
+    def kafka_round_trips(self, count: int) -> list[float]:
+        """Baseline: produce one event and consume it, the broker's share of the path."""
+        consumer = Consumer(consumer_config(self.settings, "bench-baseline"))
+        consumer.subscribe([self.publisher.topics.dead_letter])
+        consumer.poll(10.0)  # join the group before timing
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            letter = dead_letter("bench", 0, 0, None, b"ping", "baseline")
+            self.publisher.publish(self.publisher.topics.dead_letter, [("bench", letter)])
+            while (message := consumer.poll(5.0)) is None or message.error():
+                pass
+            times.append(time.perf_counter() - started)
+        consumer.close()
+        return times
+
     def concurrent(self, count: int) -> tuple[list[float], float]:
         tokens = {f"zq{uuid.uuid4().hex[:10]}": n for n in range(count)}
         for token, number in tokens.items():
@@ -159,6 +177,7 @@ def run(workdir: Path, sequential: int, concurrent: int) -> dict[str, object]:
             try:
                 bench.sequential(1)  # joins the consumer group, creates the table
                 bench.outcomes.clear()
+                baseline = bench.kafka_round_trips(sequential)
                 lags = bench.sequential(sequential)
                 concurrent_lags, docs_per_s = bench.concurrent(concurrent)
             finally:
@@ -166,6 +185,7 @@ def run(workdir: Path, sequential: int, concurrent: int) -> dict[str, object]:
                 thread.join()
                 worker.close()
     return {
+        "kafka_round_trips": baseline,
         "lags": lags,
         "concurrent_lags": concurrent_lags,
         "docs_per_s": docs_per_s,
@@ -194,6 +214,11 @@ def main() -> None:
                       f"{percentile(values, 0.95):.3f}", f"{max(values):.3f}")  # fmt: skip
     console = Console()
     console.print(table)
+    round_trips: list[float] = result["kafka_round_trips"]  # type: ignore[assignment]
+    console.print(
+        f"baseline, Kafka produce → consume: p50 {percentile(round_trips, 0.5):.3f} s, "
+        f"p95 {percentile(round_trips, 0.95):.3f} s"
+    )
     console.print(f"concurrent throughput: {result['docs_per_s']:.1f} documents/s")
     console.print("worker seconds per batch, by stage:", result["stage_means_s"])
     sequential_lags = [lag for values in lags.values() for lag in values]
@@ -208,6 +233,7 @@ def main() -> None:
                     name: round(percentile(values, 0.95), 3) for name, values in rows.items()
                 },
                 "docs_per_s": round(float(result["docs_per_s"]), 1),  # type: ignore[arg-type]
+                "kafka_round_trip_p50_s": round(percentile(round_trips, 0.5), 4),
                 "stage_means_s": result["stage_means_s"],
                 "target_p95_s": TARGET_P95_S,
                 "machine": MACHINE,
