@@ -2,13 +2,17 @@
 
 import dagster as dg
 
-from rag_assets import documents, events, warehouse
+from rag_assets import documents, erasure, events, warehouse
 from rag_assets.resources import RagResource
 
 
 def build_defs(rag: RagResource) -> dg.Definitions:
     return dg.Definitions.merge(
-        documents.defs, events.defs, warehouse.defs, dg.Definitions(resources={"rag": rag})
+        documents.defs,
+        erasure.defs,
+        events.defs,
+        warehouse.defs,
+        dg.Definitions(resources={"rag": rag}),
     )
 
 

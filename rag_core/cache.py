@@ -1,9 +1,14 @@
 """Response cache: diskcache under RAG_CACHE_DIR by default, Redis when RAG_CACHE_URL is a
 `redis://` URL (shared by every API replica). Keys hash everything an answer depends on,
-including the index version, so any change to the index misses the old entries."""
+including the index version, so any change to the index misses the old entries.
+
+Missing is not erasing: an entry quoting an erased document would sit there until it
+expires. So each entry is also filed under the chunk ids its answer was built from, and
+`forget(chunk_ids)` deletes every entry that used any of them."""
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from rag_core.settings import Settings
@@ -22,7 +27,18 @@ def normalize_question(question: str) -> str:
 class ResponseCache(Protocol):
     def get(self, key: str) -> str | None: ...
 
-    def set(self, key: str, value: str) -> None: ...
+    def set(self, key: str, value: str, refs: Iterable[str] = ()) -> None:
+        """Store `value`, filed under each of `refs` (the chunk ids it was built from)."""
+
+    def forget(self, refs: Iterable[str]) -> int:
+        """Delete every entry filed under any of `refs`; returns how many were deleted."""
+
+    def referencing(self, refs: Iterable[str]) -> int:
+        """How many live entries are filed under any of `refs`."""
+
+
+def _ref_key(ref: str) -> str:
+    return f"rag:ref:{ref}"
 
 
 class DiskResponseCache:
@@ -36,8 +52,26 @@ class DiskResponseCache:
         value = self._cache.get(key)
         return value if isinstance(value, str) else None
 
-    def set(self, key: str, value: str) -> None:
-        self._cache.set(key, value, expire=self._ttl)
+    def set(self, key: str, value: str, refs: Iterable[str] = ()) -> None:
+        with self._cache.transact():
+            self._cache.set(key, value, expire=self._ttl)
+            for ref in refs:
+                keys = self._cache.get(_ref_key(ref), default=[])
+                self._cache.set(_ref_key(ref), sorted({*keys, key}), expire=self._ttl)
+
+    def _filed(self, refs: Iterable[str]) -> frozenset[str]:
+        return frozenset(key for ref in refs for key in self._cache.get(_ref_key(ref), default=[]))
+
+    def forget(self, refs: Iterable[str]) -> int:
+        refs = list(refs)
+        with self._cache.transact():
+            deleted = sum(bool(self._cache.delete(key)) for key in self._filed(refs))
+            for ref in refs:
+                self._cache.delete(_ref_key(ref))
+        return deleted
+
+    def referencing(self, refs: Iterable[str]) -> int:
+        return sum(key in self._cache for key in self._filed(refs))
 
 
 class RedisResponseCache:
@@ -51,8 +85,32 @@ class RedisResponseCache:
         value = self._redis.get(key)
         return value.decode() if isinstance(value, bytes) else None
 
-    def set(self, key: str, value: str) -> None:
-        self._redis.set(key, value, ex=self._ttl)
+    def set(self, key: str, value: str, refs: Iterable[str] = ()) -> None:
+        with self._redis.pipeline() as pipe:
+            pipe.set(key, value, ex=self._ttl)
+            for ref in refs:
+                pipe.sadd(_ref_key(ref), key)
+                pipe.expire(_ref_key(ref), self._ttl)
+            pipe.execute()
+
+    def _filed(self, refs: Iterable[str]) -> frozenset[str]:
+        return frozenset(
+            member.decode() if isinstance(member, bytes) else str(member)
+            for ref in refs
+            for member in self._redis.smembers(_ref_key(ref))
+        )
+
+    def forget(self, refs: Iterable[str]) -> int:
+        refs = list(refs)
+        keys = self._filed(refs)
+        deleted = int(self._redis.delete(*keys)) if keys else 0
+        if refs:
+            self._redis.delete(*(_ref_key(ref) for ref in refs))
+        return deleted
+
+    def referencing(self, refs: Iterable[str]) -> int:
+        keys = self._filed(refs)
+        return int(self._redis.exists(*keys)) if keys else 0
 
 
 class CountingCache:
@@ -66,8 +124,14 @@ class CountingCache:
         CACHE_REQUESTS.labels(self._name, "miss" if value is None else "hit").inc()
         return value
 
-    def set(self, key: str, value: str) -> None:
-        self._cache.set(key, value)
+    def set(self, key: str, value: str, refs: Iterable[str] = ()) -> None:
+        self._cache.set(key, value, refs)
+
+    def forget(self, refs: Iterable[str]) -> int:
+        return self._cache.forget(refs)
+
+    def referencing(self, refs: Iterable[str]) -> int:
+        return self._cache.referencing(refs)
 
 
 def build_response_cache(settings: Settings) -> ResponseCache:

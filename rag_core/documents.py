@@ -47,6 +47,16 @@ METADATA_SUFFIX = ".meta.json"
 WAREHOUSE_PREFIX = f"{SOURCES_PREFIX}/warehouse"
 
 
+TOMBSTONES_PREFIX = "tombstones"
+
+
+def tombstone_key(content_hash: str) -> str:
+    """Marks content erased on request (`version_for` of its bytes): a source holding these
+    exact bytes again (a replayed event, a re-upload) is not indexed until a new request
+    lifts the tombstone."""
+    return f"{TOMBSTONES_PREFIX}/{content_hash}"
+
+
 def metadata_key(source_key: str) -> str:
     return source_key + METADATA_SUFFIX
 
@@ -138,8 +148,8 @@ def source_version(content: bytes, metadata: SourceMetadata) -> str:
 
 
 def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[DocumentVersion]:
-    """The current version of every source (or of those of `keys` that still exist),
-    writing manifests for new ones."""
+    """The current version of every source (or of those of `keys` that still exist), writing
+    manifests for new ones; content erased on request (tombstoned) is skipped."""
     if keys is None:
         keys = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
     versions = []
@@ -149,6 +159,8 @@ def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[Docu
             continue
         content, metadata = source
         source_uri = store.uri_for(key)
+        if store.exists(tombstone_key(version_for(content))):
+            continue
         doc_id, version = doc_id_for(source_uri), source_version(content, metadata)
         manifest_key = artifact_key("manifests", doc_id, version)
         if store.exists(manifest_key):

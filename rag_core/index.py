@@ -5,8 +5,10 @@ inserts ids the table lacks, so replaying a document version leaves the table (a
 version number) untouched. A new version is written before older ones are deleted.
 """
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import lancedb
@@ -52,6 +54,14 @@ def sql_in(column: str, values: Iterable[str]) -> str:
 
 
 LiveVersions = dict[tuple[str, str], int]
+
+
+class TaggedVersionsError(RuntimeError):
+    """Tagged table versions would keep erased rows; untagging must be asked for."""
+
+    def __init__(self, tags: list[str]):
+        super().__init__(f"tagged table versions block erasure: {', '.join(tags)}")
+        self.tags = tags
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,55 @@ class ChunkIndex:
         if removed and table is not None:
             table.delete(sql_in("doc_id", {doc_id for doc_id, _ in removed}))
         return removed
+
+    def chunk_ids_of(self, doc_ids: Iterable[str]) -> list[str]:
+        table = self.table()
+        doc_ids = sorted(set(doc_ids))
+        if table is None or not doc_ids:
+            return []
+        return [r["chunk_id"] for r in self._select(table, sql_in("doc_id", doc_ids), ["chunk_id"])]
+
+    def documents_where(self, where: str) -> set[str]:
+        """Ids of documents with a row matching the SQL filter `where`."""
+        table = self.table()
+        if table is None:
+            return set()
+        return {row["doc_id"] for row in self._select(table, where, ["doc_id"])}
+
+    def versions_holding(self, doc_ids: Iterable[str]) -> list[int]:
+        """Table versions still on storage in which any of these documents has a row."""
+        table = self.table()
+        where = sql_in("doc_id", sorted(set(doc_ids)))
+        if table is None or where.endswith("IN ()"):
+            return []
+        holding = []
+        for version in (v["version"] for v in table.list_versions()):
+            table.checkout(version)
+            if table.count_rows(where):
+                holding.append(version)
+        return holding
+
+    def purge_history(self, *, untag: bool) -> list[str]:
+        """Erase deleted rows for good: rewrite every data file that still holds a deleted
+        row (compaction alone leaves files below 10% deleted as they are, the row hidden but
+        on disk), then drop every older table version and the files only they used, index
+        files included. Tagged versions block that: with `untag` their tags are removed and
+        returned, otherwise `TaggedVersionsError` is raised before anything changes."""
+        table = self.table()
+        if table is None:
+            return []
+        tags = sorted(table.tags.list())
+        if tags and not untag:
+            raise TaggedVersionsError(tags)
+        for tag in tags:
+            table.tags.delete(tag)
+        table.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+        with warnings.catch_warnings():
+            # "removes every version except the latest": exactly what erasure needs. Readers
+            # open the latest version for every query, so none is left reading an old one.
+            warnings.filterwarnings("ignore", message=".*cleanup_older_than=0.*")
+            table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+        return tags
 
     def live_versions(self) -> LiveVersions:
         """Chunk count of every (doc_id, version) in the table."""

@@ -81,8 +81,16 @@ class ObjectStore:
         return self._fs.get_file_info(self._path(key)).type == pafs.FileType.File
 
     def delete(self, key: str) -> None:
+        """Delete an object; on a folder, also the folders it leaves empty (their names are
+        ids, and an erased document's id must not linger as a folder name)."""
         if self.exists(key):
             self._fs.delete_file(self._path(key))
+        if isinstance(self._fs, pafs.LocalFileSystem):
+            root = Path(self._root)
+            folder = Path(self._path(key)).parent
+            while folder != root and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
 
     def list(self, prefix: str) -> list[StoredObject]:
         """Files under `prefix`, sorted by key; an absent prefix lists nothing."""

@@ -21,9 +21,9 @@ class QueryService:
         if cached is not None:
             return cached
         if not hits:
-            return self._finish(key, self._no_answer())
+            return self._finish(key, self._no_answer(), hits)
         with stage("generate"):
-            return self._finish(key, self.answerer.generate(request.question, hits))
+            return self._finish(key, self.answerer.generate(request.question, hits), hits)
 
     def stream(self, request: QueryRequest) -> Iterator[str | QueryResponse]:
         """Text deltas as the answer is written, then the complete response."""
@@ -42,7 +42,7 @@ class QueryService:
                         yield item
         else:
             yield generation.answer
-        yield self._finish(key, generation)
+        yield self._finish(key, generation, hits)
 
     def _prepare(self, request: QueryRequest) -> tuple[str, QueryResponse | None, list[Hit]]:
         """The cache key, a cached response if any, else the hits relevant enough to use."""
@@ -60,7 +60,8 @@ class QueryService:
     def _no_answer(self) -> Generation:
         return Generation(answer=NO_ANSWER, citations=[], generator=self.answerer.name)
 
-    def _finish(self, key: str, generation: Generation) -> QueryResponse:
+    def _finish(self, key: str, generation: Generation, context: list[Hit]) -> QueryResponse:
+        """The response, cached and filed under the chunks its answer was built from."""
         response = QueryResponse(
             answer=generation.answer,
             citations=generation.citations,
@@ -68,7 +69,7 @@ class QueryService:
             usage=generation.usage,
             cached=False,
         )
-        self.cache.set(key, response.model_dump_json())
+        self.cache.set(key, response.model_dump_json(), [hit.chunk_id for hit in context])
         return response
 
     def _key(self, request: QueryRequest) -> str:

@@ -468,3 +468,50 @@ def sync_documents(store: ObjectStore, settings: Settings) -> list[str]:
                 delete_source(store, stale.key)
         keys += sorted(current)
     return keys
+
+
+# Erasure
+
+# Where each document model's rows come from: source table, key column, subject column.
+MODEL_SOURCES = {"support_ticket_documents": ("raw.support_tickets", "ticket_id", "customer_email")}
+
+
+def rows_about(settings: Settings, subject: str) -> dict[str, list[str]]:
+    """Row keys, per document model, of the rows whose subjects include `subject`."""
+    return {
+        table: sorted(
+            key for key, row in rendered_rows(settings, table).items() if subject in row.subjects
+        )
+        for table in DOCUMENT_MODELS
+    }
+
+
+def erase_rows(settings: Settings, table: str, row_keys: Sequence[str], subject: str) -> None:
+    """Delete the rows from the source table (every version of them, and any other row about
+    the subject), from the model built on it, and from the producer's state, in one
+    transaction. The next `dbt build` rebuilds the model without them."""
+    source, key_column, subject_column = MODEL_SOURCES[_model(table)]
+    keys = [[key] for key in row_keys]
+    with connect(settings) as connection:
+        cursor = connection.cursor()
+        _ensure_state_table(cursor)
+        with _transaction(cursor):
+            cursor.execute(f"DELETE FROM {source} WHERE {subject_column} = ?", [subject])
+            if keys:
+                cursor.executemany(f"DELETE FROM {source} WHERE {key_column} = ?", keys)
+                cursor.executemany(f"DELETE FROM {table} WHERE row_key = ?", keys)
+                cursor.executemany(
+                    f"DELETE FROM {STATE_TABLE} WHERE table_name = ? AND row_key = ?",
+                    [[table, key] for key in row_keys],
+                )
+
+
+def rows_left_about(settings: Settings, subject: str) -> int:
+    """Rows in the source tables and document models that still concern `subject`."""
+    left = sum(len(keys) for keys in rows_about(settings, subject).values())
+    with connect(settings, read_only=True) as connection:
+        cursor = connection.cursor()
+        for source, _, subject_column in MODEL_SOURCES.values():
+            cursor.execute(f"SELECT count(*) FROM {source} WHERE {subject_column} = ?", [subject])
+            left += int(cursor.fetchall()[0][0])
+    return left

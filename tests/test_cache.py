@@ -1,11 +1,12 @@
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 import redis
 
 from rag_core import services
-from rag_core.cache import cache_key, normalize_question
+from rag_core.cache import build_response_cache, cache_key, normalize_question
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
 
@@ -46,3 +47,26 @@ def test_replicas_share_answers_through_redis(rag_home: Settings, tmp_path: Path
 
     assert (first.cached, shared.cached) == (False, True)
     assert shared.answer == first.answer and "weekdays" in first.answer
+
+
+@pytest.mark.parametrize("backend", ["diskcache", "redis"])
+def test_forgetting_chunks_deletes_every_answer_built_from_them(
+    rag_home: Settings, backend: str
+) -> None:
+    settings = rag_home
+    if backend == "redis":
+        _redis_or_skip()
+        settings = rag_home.model_copy(update={"cache_url": REDIS_URL})
+    cache = build_response_cache(settings)
+    run = uuid.uuid4().hex
+    first, second, other = (f"{run}:{name}" for name in ("first", "second", "other"))
+    cache.set(first, "quotes chunk 1 and 2", [f"{run}-1", f"{run}-2"])
+    cache.set(second, "quotes chunk 2", [f"{run}-2"])
+    cache.set(other, "quotes chunk 3", [f"{run}-3"])
+
+    assert cache.referencing([f"{run}-2"]) == 2
+    assert cache.forget([f"{run}-2"]) == 2
+    assert cache.get(first) is None and cache.get(second) is None
+    assert cache.get(other) == "quotes chunk 3"
+    assert cache.referencing([f"{run}-1", f"{run}-2"]) == 0
+    assert cache.forget([f"{run}-2"]) == 0  # forgetting again finds nothing

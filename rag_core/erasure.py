@@ -1,0 +1,342 @@
+"""Right to be forgotten: erase documents by id, by source prefix or by data subject, from
+everywhere the pipeline put them, then prove it and audit it.
+
+A request is resolved once into a target (document ids, their sources, warehouse rows, the
+chunk ids answers were built from) that is saved with the request, so a run that stops part
+way resumes the same work. Stages are erased serving end first (index, caches, then the
+artifacts back to the raw bytes and the source), each step idempotent. Erased content is
+tombstoned by hash so a replayed event cannot bring it back. The request is complete only
+once verification finds nothing left; the audit record holds counts and hashes, never the
+erased content or the subject's identifier.
+"""
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rag_core import audit, warehouse
+from rag_core.cache import ResponseCache
+from rag_core.documents import (
+    ARTIFACT_PREFIXES,
+    METADATA_SUFFIX,
+    SOURCES_PREFIX,
+    DocumentVersion,
+    delete_source,
+    is_source,
+    tombstone_key,
+)
+from rag_core.ids import digest, doc_id_for, version_for
+from rag_core.index import ChunkIndex, sql_string
+from rag_core.objectstore import ObjectStore
+from rag_core.settings import Settings
+
+REQUESTS_PREFIX = "erasure"
+PHRASE_WORDS = 8
+# Stages of the document pipeline, upstream first, and the artifacts each one wrote.
+STAGE_ARTIFACTS = {
+    "raw_document": ("raw", "manifests"),
+    "parsed_document": ("parsed", "failures"),
+    "chunks": ("chunks",),
+    "embeddings": ("embeddings",),
+    "index": ("freshness",),
+}
+STAGE_ORDER = tuple(STAGE_ARTIFACTS)
+
+
+class ErasureScope(BaseModel):
+    """What to erase: exactly one of documents, a source URI prefix, or a data subject."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_ids: list[str] = Field(default_factory=list, max_length=1000)
+    source_prefix: str | None = Field(default=None, min_length=1, max_length=2000)
+    subject: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ErasureScope":
+        given = [bool(self.doc_ids), self.source_prefix is not None, self.subject is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of doc_ids, source_prefix or subject")
+        return self
+
+    def redacted(self) -> dict[str, object]:
+        """The scope as the audit trail keeps it: document ids (opaque hashes) as they are,
+        a prefix or a subject only as its hash."""
+        if self.doc_ids:
+            return {"doc_ids": sorted(self.doc_ids)}
+        kind, value = (
+            ("source_prefix", self.source_prefix)
+            if self.source_prefix is not None
+            else ("subject", self.subject)
+        )
+        return {f"{kind}_sha256": digest(value or "", length=64)}
+
+
+class ErasureTarget(BaseModel):
+    doc_ids: list[str] = Field(default_factory=list)
+    source_keys: list[str] = Field(default_factory=list)
+    warehouse_rows: dict[str, list[str]] = Field(default_factory=dict)
+    chunk_ids: list[str] = Field(default_factory=list)
+    partitions: list[str] = Field(default_factory=list)  # doc_id@version, for Dagster
+
+
+Status = Literal["pending", "running", "completed", "failed"]
+
+
+class ErasureRequest(BaseModel):
+    request_id: str
+    scope: ErasureScope | None  # dropped once completed: it may name the person
+    redacted_scope: dict[str, object]
+    requested_by: str
+    requested_at: datetime
+    untag_versions: bool = False
+    status: Status = "pending"
+    target: ErasureTarget | None = None
+    matched_documents: int = 0
+    erased: dict[str, int] = Field(default_factory=dict)
+    verification: dict[str, bool] = Field(default_factory=dict)
+    untagged_versions: list[str] = Field(default_factory=list)
+    error: str | None = None
+    completed_at: datetime | None = None
+
+
+def request_key(request_id: str) -> str:
+    return f"{REQUESTS_PREFIX}/{request_id}.json"
+
+
+def save(store: ObjectStore, request: ErasureRequest) -> None:
+    store.put(request_key(request.request_id), request.model_dump_json().encode())
+
+
+def load(store: ObjectStore, request_id: str) -> ErasureRequest | None:
+    key = request_key(request_id)
+    if not store.exists(key):
+        return None
+    return ErasureRequest.model_validate_json(store.get(key))
+
+
+def submit(
+    store: ObjectStore, scope: ErasureScope, requested_by: str, *, untag_versions: bool = False
+) -> ErasureRequest:
+    request = ErasureRequest(
+        request_id=uuid.uuid4().hex,
+        scope=scope,
+        redacted_scope=scope.redacted(),
+        requested_by=requested_by,
+        requested_at=datetime.now(UTC),
+        untag_versions=untag_versions,
+    )
+    save(store, request)
+    return request
+
+
+def _manifests(store: ObjectStore) -> list[DocumentVersion]:
+    return [
+        DocumentVersion.model_validate_json(store.get(obj.key)) for obj in store.list("manifests")
+    ]
+
+
+def resolve(
+    settings: Settings, store: ObjectStore, index: ChunkIndex, scope: ErasureScope
+) -> ErasureTarget:
+    """Every document, source and warehouse row the scope covers."""
+    manifests = _manifests(store)
+    sources = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
+    rows: dict[str, list[str]] = {}
+    if scope.doc_ids:
+        known = {m.doc_id for m in manifests} | index.documents_where(
+            f"doc_id IN ({', '.join(sql_string(d) for d in scope.doc_ids)})"
+        )
+        doc_ids = set(scope.doc_ids) & known
+        keys = set()
+    elif scope.source_prefix is not None:
+        prefix = scope.source_prefix
+        doc_ids = {m.doc_id for m in manifests if m.source_uri.startswith(prefix)}
+        doc_ids |= index.documents_where(f"starts_with(source_uri, {sql_string(prefix)})")
+        keys = {key for key in sources if store.uri_for(key).startswith(prefix)}
+    else:
+        subject = scope.subject or ""
+        doc_ids = {m.doc_id for m in manifests if subject in m.subjects}
+        doc_ids |= index.documents_where(f"array_has(subjects, {sql_string(subject)})")
+        if warehouse.configured(settings):
+            rows = {t: k for t, k in warehouse.rows_about(settings, subject).items() if k}
+        keys = {warehouse.row_source_key(t, k) for t, ks in rows.items() for k in ks}
+        doc_ids |= {doc_id_for(store.uri_for(key)) for key in keys}
+    keys |= {m.source_key for m in manifests if m.doc_id in doc_ids}
+    return ErasureTarget(
+        doc_ids=sorted(doc_ids),
+        source_keys=sorted(keys),
+        warehouse_rows=rows,
+        chunk_ids=index.chunk_ids_of(doc_ids),
+        partitions=sorted(f"{m.doc_id}@{m.version}" for m in manifests if m.doc_id in doc_ids),
+    )
+
+
+class Eraser:
+    """Erases one target, stage by stage; every step may run again."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        index: ChunkIndex,
+        cache: ResponseCache,
+        request: ErasureRequest,
+    ):
+        self.settings, self.store, self.index, self.cache = settings, store, index, cache
+        self.request = request
+        assert request.target is not None
+        self.target = request.target
+
+    def _count(self, place: str, amount: int) -> None:
+        self.request.erased[place] = self.request.erased.get(place, 0) + amount
+
+    def warehouse(self) -> None:
+        """Rows about the subject, in the source tables, the models and the producer state."""
+        subject = self.request.scope.subject if self.request.scope else None
+        if subject is None or not warehouse.configured(self.settings):
+            return
+        for table, keys in self.target.warehouse_rows.items():
+            warehouse.erase_rows(self.settings, table, keys, subject)
+            self._count("warehouse_rows", len(keys))
+
+    def stage(self, name: str) -> None:
+        if name == "index":
+            self._index()
+        if name == "raw_document":
+            self._tombstone_and_delete_sources()
+        for prefix in STAGE_ARTIFACTS[name]:
+            for doc_id in self.target.doc_ids:
+                for obj in self.store.list(f"{prefix}/{doc_id}"):
+                    self.store.delete(obj.key)
+                    self._count(f"objects:{prefix}", 1)
+
+    def _index(self) -> None:
+        """Rows, then every older table version and the files only they used (full-text
+        index included), then the cached answers built from the chunks."""
+        self._count("index_rows", len(self.index.chunk_ids_of(self.target.doc_ids)))
+        self.index.delete_documents(self.target.doc_ids)
+        self.request.untagged_versions += self.index.purge_history(
+            untag=self.request.untag_versions
+        )
+        self._count("cached_answers", self.cache.forget(self.target.chunk_ids))
+
+    def _tombstone_and_delete_sources(self) -> None:
+        raws = [
+            obj.key for doc_id in self.target.doc_ids for obj in self.store.list(f"raw/{doc_id}")
+        ]
+        for key in [*raws, *(k for k in self.target.source_keys if self.store.exists(k))]:
+            tombstone = tombstone_key(version_for(self.store.get(key)))
+            self.store.put(tombstone, self.request.request_id.encode())
+        for key in self.target.source_keys:
+            if self.store.exists(key) or self.store.exists(key + METADATA_SUFFIX):
+                delete_source(self.store, key)
+                self._count("sources", 1)
+
+
+def verify(
+    settings: Settings,
+    store: ObjectStore,
+    index: ChunkIndex,
+    cache: ResponseCache,
+    request: ErasureRequest,
+    phrases: Sequence[str] = (),
+) -> dict[str, bool]:
+    """Proof of absence, place by place; the request completes only if all hold."""
+    target = request.target or ErasureTarget()
+    doc_ids = set(target.doc_ids)
+    subject = request.scope.subject if request.scope else None
+    checks = {
+        "index_versions": not index.versions_holding(doc_ids),
+        "artifacts": not any(
+            store.list(f"{prefix}/{doc_id}") for prefix in ARTIFACT_PREFIXES for doc_id in doc_ids
+        ),
+        "sources": not any(store.exists(key) for key in target.source_keys),
+        "cache": cache.referencing(target.chunk_ids) == 0,
+        "search": not any(
+            hit["doc_id"] in doc_ids
+            for phrase in phrases
+            for hit in index.keyword_search(phrase, 10)
+        ),
+    }
+    if subject is not None and warehouse.configured(settings):
+        checks["warehouse"] = warehouse.rows_left_about(settings, subject) == 0
+    return checks
+
+
+def distinctive_phrases(index: ChunkIndex, doc_ids: Sequence[str], limit: int = 20) -> list[str]:
+    """Opening words of one chunk per document, kept in memory only, to search for after."""
+    table = index.table()
+    if table is None or not doc_ids:
+        return []
+    where = f"doc_id IN ({', '.join(sql_string(d) for d in doc_ids[:limit])}) AND position = 0"
+    rows = table.search().where(where).select(["text"]).limit(limit).to_list()
+    return [" ".join(row["text"].split()[:PHRASE_WORDS]) for row in rows]
+
+
+def run(
+    settings: Settings,
+    store: ObjectStore,
+    index: ChunkIndex,
+    cache: ResponseCache,
+    request_id: str,
+    *,
+    stage_order: Sequence[str] = tuple(reversed(STAGE_ORDER)),
+    on_erased: Callable[[ErasureTarget], dict[str, bool]] = lambda target: {},
+) -> ErasureRequest:
+    """Carry out (or resume) a request; it is saved after each step. `on_erased` erases what
+    only the caller knows of (the orchestrator's partitions) and returns its checks."""
+    request = load(store, request_id)
+    if request is None:
+        raise KeyError(f"no erasure request {request_id}")
+    if request.status == "completed":
+        return request
+    request.status, request.error = "running", None
+    try:
+        if request.target is None:
+            assert request.scope is not None
+            request.target = resolve(settings, store, index, request.scope)
+            request.matched_documents = len(request.target.doc_ids)
+        save(store, request)
+        phrases = distinctive_phrases(index, request.target.doc_ids)
+        eraser = Eraser(settings, store, index, cache, request)
+        eraser.warehouse()
+        for stage in stage_order:
+            eraser.stage(stage)
+            save(store, request)
+        orchestrator_checks = on_erased(request.target)
+        request.verification = verify(settings, store, index, cache, request, phrases)
+        request.verification |= orchestrator_checks
+        failed = [name for name, passed in request.verification.items() if not passed]
+        if failed:
+            raise RuntimeError(f"verification failed: {', '.join(failed)}")
+    except Exception as exc:
+        request.status, request.error = "failed", f"{type(exc).__name__}: {exc}"
+        save(store, request)
+        raise
+    _complete(store, request)
+    return request
+
+
+def _complete(store: ObjectStore, request: ErasureRequest) -> None:
+    request.status, request.completed_at = "completed", datetime.now(UTC)
+    request.scope = None
+    assert request.target is not None
+    request.target = ErasureTarget(doc_ids=request.target.doc_ids)
+    audit.append(
+        store,
+        actor=request.requested_by,
+        action="erasure",
+        request_id=request.request_id,
+        scope=request.redacted_scope,
+        outcome={
+            "matched_documents": request.matched_documents,
+            "erased": request.erased,
+            "verification": request.verification,
+            "untagged_versions": request.untagged_versions,
+        },
+    )
+    save(store, request)

@@ -1,0 +1,177 @@
+"""Right to be forgotten on real storage: nothing of an erased document is left in the index
+(any table version, any file), the object store, the caches, the warehouse or Dagster; the
+audit trail verifies; erased content cannot come back through a replay."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._serdes import serialize_value
+
+from rag_assets.definitions import build_defs
+from rag_assets.documents import PARTITIONS_NAME
+from rag_assets.erasure import execute, lineage_stages
+from rag_assets.ingest import backfill_index, ingest_sources, local_instance
+from rag_assets.resources import RagResource
+from rag_core import audit, erasure, services, warehouse
+from rag_core.documents import SourceMetadata, discover, put_source
+from rag_core.erasure import ErasureScope
+from rag_core.index import TaggedVersionsError
+from rag_core.schemas import QueryRequest
+from rag_core.settings import Settings
+
+from conftest import SAMPLE_CORPUS
+
+BADGES = "documents/security/visitor-badges.md"
+SUBJECT = "orla.quinlan@example.com"
+PHRASE = "violet lanyard registry"
+BADGES_TEXT = (
+    b"# Visitor badges\n\nOrla Quinlan keeps the violet lanyard registry for visiting auditors; "
+    b"badges are returned to her desk on the third floor before six.\n"
+)
+QUESTION = "Who keeps the violet lanyard registry?"
+
+
+def files_holding(folder: Path, needle: bytes) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def index_with_badges(settings: Settings) -> tuple[dg.DagsterInstance, str]:
+    store = services.object_store(settings)
+    put_source(store, BADGES, BADGES_TEXT, SourceMetadata(acl=["staff"], subjects=[SUBJECT]))
+    put_source(store, "documents/pip.md", (SAMPLE_CORPUS / "pip/getting-started.md").read_bytes())
+    instance = local_instance(settings)
+    ingest_sources(settings, instance)
+    [doc_id] = services.chunk_index(settings).documents_where(f"array_has(subjects, '{SUBJECT}')")
+    return instance, doc_id
+
+
+def forget(settings: Settings, instance: dg.DagsterInstance, scope: ErasureScope, **options):  # type: ignore[no-untyped-def]
+    request = erasure.submit(services.object_store(settings), scope, "dpo@example.com", **options)
+    return execute(settings, instance, request.request_id)
+
+
+@pytest.mark.slow
+def test_an_erased_document_is_gone_from_every_place(rag_home: Settings) -> None:
+    settings = rag_home
+    instance, doc_id = index_with_badges(settings)
+    service = services.query_service(settings)
+    assert "Orla" in service.query(QueryRequest(question=QUESTION)).answer
+    assert service.query(QueryRequest(question=QUESTION)).cached
+    assert files_holding(Path(settings.index_uri), PHRASE.encode())
+
+    request = forget(settings, instance, ErasureScope(doc_ids=[doc_id]))
+
+    assert request.status == "completed" and all(request.verification.values())
+    assert request.matched_documents == 1 and request.erased["cached_answers"] == 1
+    assert request.scope is None  # the request no longer names anything
+    hits = services.retriever(settings).search(PHRASE, 10)
+    assert all(hit.doc_id != doc_id for hit in hits)
+    answer = services.query_service(settings).query(QueryRequest(question=QUESTION))
+    assert not answer.cached and "Orla" not in answer.answer
+    # Not in any table version, nor in any file of the index (compaction rewrote the rows
+    # away instead of hiding them), nor anywhere in the object store.
+    assert services.chunk_index(settings).versions_holding([doc_id]) == []
+    assert files_holding(Path(settings.index_uri), PHRASE.encode()) == []
+    objects = Path(settings.object_store_uri)
+    assert files_holding(objects, PHRASE.encode()) == []
+    assert [path for path in objects.rglob("*") if doc_id in str(path)] == []
+    partitions = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    assert partitions and not any(key.startswith(doc_id) for key in partitions)
+    # Dagster's history of the runs stays (its storages cannot wipe one partition) and holds
+    # nothing but hashes and counts: no file name, no text, no subject.
+    history = serialize_value([instance.all_logs(run.run_id) for run in instance.get_runs()])
+    assert doc_id in history
+    assert not any(word in history for word in ("visitor-badges", "lanyard", SUBJECT))
+    assert services.chunk_index(settings).stats().documents == 1  # the other one stays
+
+    assert audit.verify_trail(services.object_store(settings)) == []
+    [record] = audit.read_trail(services.object_store(settings))
+    assert record.request_id == request.request_id and record.outcome["verification"]
+    assert SUBJECT not in record.model_dump_json()
+
+    # The same bytes put back (a replayed event, a re-upload) are not indexed again.
+    store = services.object_store(settings)
+    put_source(store, BADGES, BADGES_TEXT, SourceMetadata(acl=["staff"], subjects=[SUBJECT]))
+    assert discover(store, [BADGES]) == []
+    assert ingest_sources(settings, instance) == []
+
+    again = forget(settings, instance, ErasureScope(doc_ids=[doc_id]))
+    assert again.status == "completed" and again.matched_documents == 0
+    assert audit.verify_trail(store) == [] and len(audit.read_trail(store)) == 2
+
+
+@pytest.mark.slow
+def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Settings) -> None:
+    settings = rag_home
+    customer = "maria.lopez@brightwave.example"  # two tickets in the sample warehouse
+    warehouse.load_sample(settings)
+    warehouse.build_models(settings)
+    instance = local_instance(settings)
+    store = services.object_store(settings)
+    put_source(store, "documents/crm/brightwave.md", b"# Brightwave\n\nKey account.\n",
+               SourceMetadata(subjects=[customer]))  # fmt: skip
+    backfill_index(settings, instance)
+    assert services.chunk_index(settings).stats().documents == 13
+
+    request = forget(settings, instance, ErasureScope(subject=customer))
+
+    assert request.status == "completed", request.error
+    assert request.matched_documents == 3 and request.erased["warehouse_rows"] == 2
+    assert request.verification["warehouse"]
+    assert warehouse.rows_left_about(settings, customer) == 0
+    assert services.chunk_index(settings).stats().documents == 10
+    hits = services.retriever(settings).search("invoice PDF shows the old company logo", 10)
+    assert all("TCK-1001" not in hit.source_uri for hit in hits)
+    # The warehouse producer has nothing to announce about them: rows and state are gone.
+    erased_rows = {"TCK-1001", "TCK-1007"}
+    assert not erased_rows & {change.row_key for change in warehouse.row_changes(settings)}
+    record = audit.read_trail(store)[-1]
+    assert customer not in record.model_dump_json() and "subject_sha256" in record.scope
+
+
+def test_tagged_versions_stop_erasure_until_untagging_is_asked(rag_home: Settings) -> None:
+    settings = rag_home
+    instance, doc_id = index_with_badges(settings)
+    table = services.chunk_index(settings).table()
+    table.tags.create("quarter-end", table.version)
+
+    store = services.object_store(settings)
+    request = erasure.submit(store, ErasureScope(doc_ids=[doc_id]), "dpo@example.com")
+    with pytest.raises(TaggedVersionsError, match="quarter-end"):
+        execute(settings, instance, request.request_id)
+    failed = erasure.load(store, request.request_id)
+    assert failed is not None and failed.status == "failed" and "quarter-end" in str(failed.error)
+    assert audit.read_trail(store) == []  # nothing is reported done
+
+    # Resumed with untagging allowed, the same request completes and records the tag.
+    failed.untag_versions = True
+    erasure.save(store, failed)
+    done = execute(settings, instance, request.request_id)
+    assert done.status == "completed" and done.untagged_versions == ["quarter-end"]
+    assert services.chunk_index(settings).versions_holding([doc_id]) == []
+
+
+def test_an_unknown_document_matches_nothing(rag_home: Settings) -> None:
+    request = forget(rag_home, local_instance(rag_home), ErasureScope(doc_ids=["0" * 32]))
+    assert request.status == "completed" and request.matched_documents == 0
+
+
+def test_a_scope_names_exactly_one_kind_of_target() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ErasureScope(doc_ids=["a"], subject="b")
+    with pytest.raises(ValueError, match="exactly one"):
+        ErasureScope()
+
+
+def test_the_rtbf_job_erases_along_the_asset_lineage(rag_home: Settings) -> None:
+    settings = rag_home
+    instance, doc_id = index_with_badges(settings)
+    defs = build_defs(RagResource.for_settings(settings))
+    assert lineage_stages(defs.resolve_asset_graph()) == tuple(reversed(erasure.STAGE_ORDER))
+    result = defs.resolve_job_def("rtbf").execute_in_process(
+        instance=instance, run_config={"ops": {"erase": {"config": {"subject": SUBJECT}}}}
+    )
+    assert result.success
+    assert services.chunk_index(settings).versions_holding([doc_id]) == []
+    assert audit.read_trail(services.object_store(settings))[-1].actor == "dagster"
