@@ -86,6 +86,28 @@ class ErasureTarget(BaseModel):
 Status = Literal["pending", "running", "completed", "failed"]
 
 
+class ErasureStatus(BaseModel):
+    """What a request did, as the API and the CLI show it (no scope, no target)."""
+
+    request_id: str
+    redacted_scope: dict[str, object]
+    requested_by: str
+    requested_at: datetime
+    status: "Status"
+    matched_documents: int = 0
+    erased: dict[str, int] = Field(default_factory=dict)
+    verification: dict[str, bool] = Field(default_factory=dict)
+    untagged_versions: list[str] = Field(default_factory=list)
+    error: str | None = None
+    completed_at: datetime | None = None
+
+
+class NewErasureRequest(ErasureScope):
+    untag_versions: bool = Field(
+        default=False, description="Remove tags that keep old table versions (recorded)."
+    )
+
+
 class ErasureRequest(BaseModel):
     request_id: str
     scope: ErasureScope | None  # dropped once completed: it may name the person
@@ -101,6 +123,10 @@ class ErasureRequest(BaseModel):
     untagged_versions: list[str] = Field(default_factory=list)
     error: str | None = None
     completed_at: datetime | None = None
+
+
+    def view(self) -> ErasureStatus:
+        return ErasureStatus.model_validate(self.model_dump(exclude={"scope", "target"}))
 
 
 def request_key(request_id: str) -> str:

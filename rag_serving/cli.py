@@ -9,16 +9,19 @@ import subprocess
 import sys
 import threading
 import time
+from json import dumps
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from rag_core import services, warehouse
+from rag_core import audit, erasure, services, warehouse
 from rag_core.documents import add_sources
+from rag_core.erasure import ErasureScope
 from rag_core.kafka import EventPublisher
 from rag_core.llm import LocalLLMServer, assemble_local_model
 from rag_core.localstack import TansuBroker
@@ -134,6 +137,68 @@ def backfill() -> None:
             console.print(f"[red]{failure}[/red]")
             raise typer.Exit(1) from failure
     console.print(f"{len(keys)} document versions rebuilt")
+
+
+@app.command()
+def forget(
+    doc_id: Annotated[list[str] | None, typer.Option("--doc-id", help="A document id.")] = None,
+    prefix: Annotated[str | None, typer.Option(help="Every source under this URI.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Everything about this person.")] = None,
+    untag: Annotated[bool, typer.Option(help="Remove tags that keep old versions.")] = False,
+    requested_by: Annotated[str, typer.Option()] = os.environ.get("USER", "ragctl"),
+    resume: Annotated[str | None, typer.Option(help="Resume a failed request by id.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Erase documents (by id, source prefix or data subject) everywhere, verify, audit."""
+    from rag_assets.erasure import execute
+    from rag_assets.ingest import local_instance
+
+    settings = get_settings()
+    store = services.object_store(settings)
+    if resume is None:
+        try:
+            scope = ErasureScope(doc_ids=doc_id or [], source_prefix=prefix, subject=subject)
+        except ValidationError as invalid:
+            raise typer.BadParameter(invalid.errors()[0]["msg"]) from invalid
+        resume = erasure.submit(store, scope, requested_by, untag_versions=untag).request_id
+    try:
+        with console.status("Erasing and verifying"):
+            request = execute(settings, local_instance(settings), resume)
+    except Exception as failure:
+        console.print(f"[red]request {resume} failed: {failure}[/red] (resume with --resume)")
+        raise typer.Exit(1) from failure
+    if json:
+        print(request.view().model_dump_json(indent=2))
+        return
+    console.print(
+        f"request {request.request_id}: {request.status}, {request.matched_documents} "
+        f"documents; erased {request.erased}; verified {request.verification}"
+    )
+
+
+@app.command("audit")
+def audit_trail(json: JsonOption = False) -> None:
+    """The erasure audit trail and whether its hash chain is intact."""
+    store = services.object_store(get_settings())
+    problems = audit.verify_trail(store)
+    if json:
+        records = [] if problems else audit.read_trail(store)
+        print(dumps({"records": [r.model_dump(mode="json") for r in records],
+                     "head": audit.head(store), "problems": problems}, indent=2))  # fmt: skip
+    else:
+        table = Table("seq", "recorded at", "actor", "request", "documents", "verified")
+        for record in [] if problems else audit.read_trail(store):
+            verified = all(record.outcome.get("verification", {}).values())
+            table.add_row(str(record.sequence), f"{record.recorded_at:%Y-%m-%d %H:%M:%S}",
+                          record.actor, record.request_id,
+                          str(record.outcome.get("matched_documents")), str(verified))  # fmt: skip
+        Console().print(table)
+        sequence, digest = audit.head(store)
+        console.print(f"head {sequence}:{digest}")
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if problems:
+        raise typer.Exit(1)
 
 
 @warehouse_app.command("load-sample")

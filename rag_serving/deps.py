@@ -2,10 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from rag_core.querying import QueryService
 from rag_core.retrieval import Retriever
+from rag_core.settings import Settings
 
 
 def get_query_service(request: Request) -> QueryService:
@@ -19,3 +20,17 @@ def get_retriever(request: Request) -> Retriever:
 
 QueryServiceDep = Annotated[QueryService, Depends(get_query_service)]
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_requester(x_requested_by: Annotated[str, Header(max_length=200)] = "api") -> str:
+    """Who asks; the authenticated subject once the API has authentication."""
+    return x_requested_by
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RequesterDep = Annotated[str, Depends(get_requester)]

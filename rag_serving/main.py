@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from rag_core import services
 from rag_core.settings import Settings, get_settings
 from rag_serving.observability import configure_tracing, instrument
-from rag_serving.routes import health, metrics, query, search
+from rag_serving.routes import audit, erasure, health, metrics, query, search
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
         app.state.query_service = services.query_service(settings)
         yield
 
@@ -27,6 +28,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     instrument(app)
-    for module in (health, search, query, metrics):
+    for module in (health, search, query, erasure, audit, metrics):
         app.include_router(module.router)
     return app

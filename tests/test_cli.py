@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_erasure import PHRASE, SUBJECT, index_with_badges
 from typer.testing import CliRunner
 
 from rag_core.settings import Settings, get_settings
@@ -81,3 +82,17 @@ def test_discover_indexes_files_put_straight_into_the_store(rag_home: Settings) 
     assert runner.invoke(app, ["discover"]).output.strip().endswith("0 new versions indexed")
     hits = _json(["search", "when does the cafeteria open", "--json"])["hits"]
     assert hits[0]["source_uri"].endswith("documents/faq.md")
+
+
+def test_forget_erases_and_audit_verifies(rag_home: Settings) -> None:
+    index_with_badges(rag_home)
+    result = runner.invoke(app, ["forget", "--subject", SUBJECT, "--requested-by", "dpo", "--json"])
+    assert result.exit_code == 0, result.output
+    request = json.loads(result.stdout)
+    assert request["status"] == "completed" and request["matched_documents"] == 1
+    hits = _json(["search", PHRASE, "--json"])["hits"]
+    assert all("visitor-badges" not in hit["source_uri"] for hit in hits)
+
+    trail = _json(["audit", "--json"])
+    assert trail["problems"] == [] and trail["records"][0]["actor"] == "dpo"
+    assert runner.invoke(app, ["forget", "--subject", "x", "--prefix", "y"]).exit_code == 2

@@ -17,10 +17,12 @@ from rag_core import audit, erasure, services, warehouse
 from rag_core.documents import SourceMetadata, discover, put_source
 from rag_core.erasure import ErasureScope
 from rag_core.index import TaggedVersionsError
+from rag_core.kafka import EventPublisher
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
+from rag_core.streaming import StreamingIndexer
 
-from conftest import SAMPLE_CORPUS
+from conftest import SAMPLE_CORPUS, announce, process
 
 BADGES = "documents/security/visitor-badges.md"
 SUBJECT = "orla.quinlan@example.com"
@@ -175,3 +177,30 @@ def test_the_rtbf_job_erases_along_the_asset_lineage(rag_home: Settings) -> None
     assert result.success
     assert services.chunk_index(settings).versions_holding([doc_id]) == []
     assert audit.read_trail(services.object_store(settings))[-1].actor == "dagster"
+
+
+@pytest.mark.slow
+def test_erasure_on_s3_holds_against_a_replayed_event(s3_platform: Settings) -> None:
+    settings = s3_platform
+    store = services.object_store(settings)
+    worker = StreamingIndexer(settings)
+    try:
+        put_source(store, BADGES, BADGES_TEXT, SourceMetadata(subjects=[SUBJECT]))
+        [event] = announce(settings)
+        [indexed] = process(worker)
+        [doc_id] = [m.doc_id for m in indexed.indexed]
+
+        prefix = store.uri_for("documents/security/")
+        request = forget(settings, local_instance(settings), ErasureScope(source_prefix=prefix))
+        assert request.status == "completed" and request.matched_documents == 1
+        assert all(request.verification.values())
+        assert store.list("documents/security") == []
+
+        # The source puts the same bytes back and the old event is delivered again.
+        put_source(store, BADGES, BADGES_TEXT, SourceMetadata(subjects=[SUBJECT]))
+        EventPublisher(settings).document_changes([event])
+        [replayed] = process(worker)
+        assert replayed.indexed == []
+        assert services.chunk_index(settings).versions_holding([doc_id]) == []
+    finally:
+        worker.close()

@@ -1,0 +1,66 @@
+"""Right to be forgotten: erasure requests run in the background; their status says what was
+erased where and whether verification passed."""
+
+import logging
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, status
+
+from rag_core import erasure, services
+from rag_core.erasure import ErasureScope, ErasureStatus, NewErasureRequest
+from rag_core.settings import Settings
+from rag_serving.deps import RequesterDep, SettingsDep
+
+router = APIRouter(prefix="/v1", tags=["erasure"])
+log = logging.getLogger(__name__)
+
+
+def carry_out(settings: Settings, request_id: str) -> None:
+    """Run the request as `ragctl forget` and the `rtbf` job do; a failure stays recorded on
+    the request (status `failed`, resumable), so it is not raised again here."""
+    from rag_assets.erasure import execute
+    from rag_assets.ingest import local_instance
+
+    try:
+        execute(settings, local_instance(settings), request_id)
+    except Exception:
+        return
+
+
+def _accept(
+    settings: Settings, scope: ErasureScope, requester: str, untag: bool, tasks: BackgroundTasks
+) -> ErasureStatus:
+    request = erasure.submit(
+        services.object_store(settings), scope, requester, untag_versions=untag
+    )
+    tasks.add_task(carry_out, settings, request.request_id)
+    return request.view()
+
+
+@router.post(
+    "/erasure-requests", response_model=ErasureStatus, status_code=status.HTTP_202_ACCEPTED
+)
+def create_erasure_request(
+    body: NewErasureRequest, settings: SettingsDep, requester: RequesterDep, tasks: BackgroundTasks
+) -> ErasureStatus:
+    """Erase documents by id, by source URI prefix, or every document and warehouse row about
+    a data subject. Returns at once; poll the request for its outcome."""
+    scope = ErasureScope.model_validate(body.model_dump(exclude={"untag_versions"}))
+    return _accept(settings, scope, requester, body.untag_versions, tasks)
+
+
+@router.delete(
+    "/documents/{doc_id}", response_model=ErasureStatus, status_code=status.HTTP_202_ACCEPTED
+)
+def delete_document(
+    doc_id: str, settings: SettingsDep, requester: RequesterDep, tasks: BackgroundTasks
+) -> ErasureStatus:
+    """Erase one document (every version, everywhere); an erasure request like any other."""
+    return _accept(settings, ErasureScope(doc_ids=[doc_id]), requester, False, tasks)
+
+
+@router.get("/erasure-requests/{request_id}", response_model=ErasureStatus)
+def get_erasure_request(request_id: str, settings: SettingsDep) -> ErasureStatus:
+    request = erasure.load(services.object_store(settings), request_id)
+    if request is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no erasure request {request_id}")
+    return request.view()

@@ -1,0 +1,69 @@
+"""/v1/erasure-requests, /v1/documents/{doc_id} and /v1/audit on a platform of their own
+(erasure changes it, so not the shared sample index)."""
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from test_erasure import PHRASE, SUBJECT, index_with_badges
+
+from rag_core import services
+from rag_core.settings import Settings
+from rag_serving.main import create_app
+
+
+@pytest.fixture
+def client(rag_home: Settings) -> Iterator[TestClient]:
+    index_with_badges(rag_home)
+    with TestClient(create_app(rag_home)) as test_client:
+        yield test_client
+
+
+def test_a_subject_request_is_accepted_then_completes_verified(client: TestClient) -> None:
+    response = client.post(
+        "/v1/erasure-requests", json={"subject": SUBJECT}, headers={"X-Requested-By": "dpo"}
+    )
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["requested_by"] == "dpo" and SUBJECT not in response.text
+
+    # The test client runs background tasks before it returns.
+    done = client.get(f"/v1/erasure-requests/{accepted['request_id']}").json()
+    assert done["status"] == "completed" and done["matched_documents"] == 1
+    assert done["verification"] and all(done["verification"].values())
+    hits = client.post("/v1/search", json={"query": PHRASE}).json()["hits"]
+    assert all("visitor-badges" not in hit["source_uri"] for hit in hits)
+
+    trail = client.get("/v1/audit").json()
+    assert trail["intact"] and trail["head_sequence"] == 1
+    assert trail["records"][0]["request_id"] == accepted["request_id"]
+
+
+def test_deleting_a_document_is_an_erasure_request(client: TestClient, rag_home: Settings) -> None:
+    [doc_id] = services.chunk_index(rag_home).documents_where(f"array_has(subjects, '{SUBJECT}')")
+    response = client.delete(f"/v1/documents/{doc_id}")
+    assert response.status_code == 202
+    done = client.get(f"/v1/erasure-requests/{response.json()['request_id']}").json()
+    assert done["status"] == "completed" and done["redacted_scope"] == {"doc_ids": [doc_id]}
+    assert services.chunk_index(rag_home).versions_holding([doc_id]) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"subject": "a", "doc_ids": ["b"]}, {"subject": ""}, {"subject": "a", "extra": 1}],
+)
+def test_a_request_must_name_exactly_one_scope(client: TestClient, body: dict) -> None:
+    assert client.post("/v1/erasure-requests", json=body).status_code == 422
+
+
+def test_an_unknown_request_is_404(client: TestClient) -> None:
+    assert client.get("/v1/erasure-requests/nope").status_code == 404
+
+
+def test_a_tampered_trail_is_reported(client: TestClient, rag_home: Settings) -> None:
+    client.post("/v1/erasure-requests", json={"subject": SUBJECT})
+    store = services.object_store(rag_home)
+    [record] = store.list("audit")
+    store.put(record.key, store.get(record.key).replace(b'"actor":"api"', b'"actor":"eve"'))
+    trail = client.get("/v1/audit").json()
+    assert not trail["intact"] and "tampered" in trail["problems"][0]
