@@ -29,7 +29,7 @@ from rag_core.documents import (
     tombstone_key,
 )
 from rag_core.ids import digest, doc_id_for, version_for
-from rag_core.index import ChunkIndex, sql_string
+from rag_core.index import ChunkIndex, TaggedVersionsError, sql_string
 from rag_core.objectstore import ObjectStore
 from rag_core.settings import Settings
 
@@ -327,6 +327,9 @@ def run(
             request.target = resolve(settings, store, index, request.scope)
             request.matched_documents = len(request.target.doc_ids)
         save(store, request)
+        tags = index.tags()
+        if tags and request.target.doc_ids and not request.untag_versions:
+            raise TaggedVersionsError(tags)  # before anything is erased
         phrases = distinctive_phrases(index, request.target.doc_ids)
         eraser = Eraser(settings, store, index, cache, request)
         eraser.warehouse()

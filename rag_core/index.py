@@ -227,6 +227,11 @@ class ChunkIndex:
                 holding.append(version)
         return holding
 
+    def tags(self) -> list[str]:
+        """Names of tagged table versions (tags keep a version from being cleaned up)."""
+        table = self.table()
+        return [] if table is None else sorted(table.tags.list())
+
     def purge_history(self, *, untag: bool) -> list[str]:
         """Erase deleted rows for good: rewrite every data file that still holds a deleted
         row (compaction alone leaves files below 10% deleted as they are, the row hidden but
@@ -236,7 +241,7 @@ class ChunkIndex:
         table = self.table()
         if table is None:
             return []
-        tags = sorted(table.tags.list())
+        tags = self.tags()
         if tags and not untag:
             raise TaggedVersionsError(tags)
         for tag in tags:

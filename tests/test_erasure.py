@@ -145,6 +145,7 @@ def test_tagged_versions_stop_erasure_until_untagging_is_asked(rag_home: Setting
     failed = erasure.load(store, request.request_id)
     assert failed is not None and failed.status == "failed" and "quarter-end" in str(failed.error)
     assert audit.read_trail(store) == []  # nothing is reported done
+    assert doc_id in services.chunk_index(settings).documents_where("true")  # nor erased
 
     # Resumed with untagging allowed, the same request completes and records the tag.
     failed.untag_versions = True
