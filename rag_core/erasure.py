@@ -29,7 +29,7 @@ from rag_core.documents import (
     tombstone_key,
 )
 from rag_core.ids import digest, doc_id_for, version_for
-from rag_core.index import ChunkIndex, TaggedVersionsError, sql_string
+from rag_core.index import ChunkIndex, TaggedVersionsError, sql_in, sql_string
 from rag_core.objectstore import ObjectStore
 from rag_core.settings import Settings
 
@@ -174,7 +174,7 @@ def resolve(
     rows: dict[str, list[str]] = {}
     if scope.doc_ids:
         known = {m.doc_id for m in manifests} | index.documents_where(
-            f"doc_id IN ({', '.join(sql_string(d) for d in scope.doc_ids)})"
+            sql_in("doc_id", scope.doc_ids)
         )
         doc_ids = set(scope.doc_ids) & known
         keys = set()
@@ -197,7 +197,7 @@ def resolve(
         source_keys=sorted(keys),
         warehouse_rows=rows,
         chunk_ids=index.chunk_ids_of(doc_ids),
-        partitions=sorted(f"{m.doc_id}@{m.version}" for m in manifests if m.doc_id in doc_ids),
+        partitions=sorted(m.partition_key for m in manifests if m.doc_id in doc_ids),
     )
 
 
@@ -225,7 +225,8 @@ class Eraser:
         subject = self.request.scope.subject if self.request.scope else None
         if subject is None or not warehouse.configured(self.settings):
             return
-        for table, keys in self.target.warehouse_rows.items():
+        for table in warehouse.DOCUMENT_MODELS:
+            keys = self.target.warehouse_rows.get(table, [])
             warehouse.erase_rows(self.settings, table, keys, subject)
             self._count("warehouse_rows", len(keys))
 
@@ -298,7 +299,7 @@ def distinctive_phrases(index: ChunkIndex, doc_ids: Sequence[str], limit: int = 
     table = index.table()
     if table is None or not doc_ids:
         return []
-    where = f"doc_id IN ({', '.join(sql_string(d) for d in doc_ids[:limit])}) AND position = 0"
+    where = f"{sql_in('doc_id', doc_ids[:limit])} AND position = 0"
     rows = table.search().where(where).select(["text"]).limit(limit).to_list()
     return [" ".join(row["text"].split()[:PHRASE_WORDS]) for row in rows]
 
