@@ -54,7 +54,8 @@ def test_definitions_load() -> None:
     upstream = defs.resolve_asset_graph().get(raw_document.key).parent_keys
     assert dg.AssetKey("warehouse_row_events") in upstream
     assert defs.resolve_job_def("ingest_documents") is not None
-    assert defs.resolve_job_def("retire_documents") is not None
+    for job in ("retire_documents", "rtbf", "sync_warehouse"):
+        assert defs.resolve_job_def(job) is not None
     for sensor in ("object_store_changes", "document_change_runs"):
         assert defs.resolve_sensor_def(sensor) is not None
 
