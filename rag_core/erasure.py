@@ -124,7 +124,6 @@ class ErasureRequest(BaseModel):
     error: str | None = None
     completed_at: datetime | None = None
 
-
     def view(self) -> ErasureStatus:
         return ErasureStatus.model_validate(self.model_dump(exclude={"scope", "target"}))
 
