@@ -59,9 +59,10 @@ def _parse_all(items: list[tuple[bytes | None, str]], workers: int) -> list[Pars
     gc.freeze()  # children's collections would otherwise copy the parent's heap page by page
     try:
         with warnings.catch_warnings():
-            # LanceDB warns that a forked child may deadlock inside LanceDB; these children
-            # only parse bytes and never touch it.
+            # LanceDB and Lance warn that a forked child may deadlock inside them; these
+            # children only parse bytes and never touch either.
             warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
+            warnings.filterwarnings("ignore", message="lance is not fork-safe")
             fork = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=fork) as pool:
                 parsed = list(pool.map(_parse_raw, [items[i] for i in order]))
