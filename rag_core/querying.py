@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from rag_core.answering import NO_ANSWER, Answerer, Generation
 from rag_core.cache import ResponseCache, cache_key, normalize_question
-from rag_core.retrieval import Retriever
+from rag_core.retrieval import Groups, Retriever
 from rag_core.schemas import Hit, QueryRequest, QueryResponse
 from rag_core.telemetry import stage
 
@@ -16,8 +16,10 @@ class QueryService:
         self.answerer = answerer
         self.cache = cache
 
-    def query(self, request: QueryRequest) -> QueryResponse:
-        key, cached, hits = self._prepare(request)
+    def query(self, request: QueryRequest, groups: Groups = None) -> QueryResponse:
+        """`groups`: the caller's, which limit what is retrieved and key the cache, so one
+        group's answer is never served to another."""
+        key, cached, hits = self._prepare(request, groups)
         if cached is not None:
             return cached
         if not hits:
@@ -25,9 +27,9 @@ class QueryService:
         with stage("generate"):
             return self._finish(key, self.answerer.generate(request.question, hits), hits)
 
-    def stream(self, request: QueryRequest) -> Iterator[str | QueryResponse]:
+    def stream(self, request: QueryRequest, groups: Groups = None) -> Iterator[str | QueryResponse]:
         """Text deltas as the answer is written, then the complete response."""
-        key, cached, hits = self._prepare(request)
+        key, cached, hits = self._prepare(request, groups)
         if cached is not None:
             yield cached.answer
             yield cached
@@ -44,15 +46,19 @@ class QueryService:
             yield generation.answer
         yield self._finish(key, generation, hits)
 
-    def _prepare(self, request: QueryRequest) -> tuple[str, QueryResponse | None, list[Hit]]:
+    def _prepare(
+        self, request: QueryRequest, groups: Groups
+    ) -> tuple[str, QueryResponse | None, list[Hit]]:
         """The cache key, a cached response if any, else the hits relevant enough to use."""
-        key = self._key(request)
+        key = self._key(request, groups)
         with stage("cache_lookup"):
             cached = self.cache.get(key)
         if cached is not None:
             response = QueryResponse.model_validate_json(cached)
             return key, response.model_copy(update={"cached": True}), []
-        hits = self.retriever.search(request.question, request.top_k, request.filters)
+        hits = self.retriever.search(
+            request.question, request.top_k, request.filters, groups=groups
+        )
         floor = self.retriever.settings.min_relevance
         relevant = any((hit.vector_score or 0.0) >= floor for hit in hits)
         return key, None, hits if relevant else []
@@ -72,7 +78,7 @@ class QueryService:
         self.cache.set(key, response.model_dump_json(), [hit.chunk_id for hit in context])
         return response
 
-    def _key(self, request: QueryRequest) -> str:
+    def _key(self, request: QueryRequest, groups: Groups) -> str:
         settings = self.retriever.settings
         return cache_key(
             "query",
@@ -84,4 +90,5 @@ class QueryService:
             generator=self.answerer.name,
             index=settings.index_uri,
             index_version=self.retriever.index.table_version(),
+            groups=None if groups is None else sorted(groups),
         )

@@ -13,12 +13,27 @@ from rag_core.schemas import Hit, SearchFilters, SearchMode
 from rag_core.settings import Settings
 from rag_core.telemetry import stage
 
+Groups = frozenset[str] | None  # the caller's groups; None reads everything (dev mode only)
 
-def filter_expression(filters: SearchFilters | None) -> str | None:
-    """SQL predicate for LanceDB's prefilter, or None when nothing is filtered."""
-    if filters is None:
+
+def access_expression(groups: Groups) -> str | None:
+    """Chunks the caller may read: public ones (empty acl) and those sharing a group."""
+    if groups is None:
         return None
-    clauses = []
+    public = "(acl IS NULL OR array_length(acl) = 0)"
+    if not groups:
+        return public
+    shared = ", ".join(sql_string(group) for group in sorted(groups))
+    return f"({public} OR array_has_any(acl, make_array({shared})))"
+
+
+def filter_expression(filters: SearchFilters | None, groups: Groups = None) -> str | None:
+    """SQL predicate for LanceDB's prefilter (access first), or None when nothing is
+    filtered. Applied inside both queries, so a chunk the caller may not read is never a
+    candidate, let alone a hit, a rerank input or a citation."""
+    access = access_expression(groups)
+    clauses = [access] if access else []
+    filters = filters or SearchFilters()
     if filters.doc_ids is not None:
         clauses.append(sql_in("doc_id", filters.doc_ids) if filters.doc_ids else "FALSE")
     if filters.source_prefix:
@@ -92,17 +107,16 @@ class Retriever:
         top_k: int,
         filters: SearchFilters | None = None,
         mode: SearchMode | None = None,
+        groups: Groups = None,
     ) -> list[Hit]:
         with stage("retrieve"):
-            candidates = self._fused(query, filters, mode or self.settings.retrieval_mode)
+            where = filter_expression(filters, groups)
+            candidates = self._fused(query, where, mode or self.settings.retrieval_mode)
             distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
         with stage("rerank"):
             return self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
 
-    def _fused(
-        self, query: str, filters: SearchFilters | None, mode: SearchMode
-    ) -> list[_Candidate]:
-        where = filter_expression(filters)
+    def _fused(self, query: str, where: str | None, mode: SearchMode) -> list[_Candidate]:
         limit = self.settings.candidates
         query_vector = self.embedder.embed_query(query)
         vector_rows = (

@@ -105,6 +105,22 @@ class Settings(BaseSettings):
     warehouse_target: Literal["duckdb", "snowflake"] = Field(
         default="duckdb", description="dbt target and connection the warehouse producer uses."
     )
+    auth_mode: Literal["dev", "oidc"] = Field(
+        default="dev",
+        description="`oidc` verifies bearer JWTs; `dev` (local only) accepts everyone as an "
+        "all-scopes development identity and warns loudly.",
+    )
+    oidc_issuer: str = Field(default="", description="Issuer URL (discovery document base).")
+    oidc_audience: str = Field(default="", description="Audience the tokens must carry.")
+    oidc_scope_claims: list[str] = Field(
+        default=["scope", "scp"],
+        description="Claim paths holding scopes (a space-separated string or a list); dotted "
+        "paths reach nested claims.",
+    )
+    oidc_groups_claim: str = Field(
+        default="groups", description="Claim path holding the caller's groups."
+    )
+    oidc_jwks_cache_seconds: int = Field(default=3600, ge=1)
     snowflake_account: str = ""
     snowflake_user: str = ""
     snowflake_password: SecretStr = SecretStr("")
@@ -120,6 +136,8 @@ class Settings(BaseSettings):
     def _derive_locations(self) -> "Settings":
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_SIZE")
+        if self.auth_mode == "oidc" and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError("RAG_AUTH_MODE=oidc needs RAG_OIDC_ISSUER and RAG_OIDC_AUDIENCE")
         self.home = self.home.expanduser().resolve()
         self.object_store_uri = self.object_store_uri or str(self.home / "objects")
         self.index_uri = self.index_uri or str(self.home / "lancedb")

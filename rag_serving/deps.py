@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from rag_core.querying import QueryService
 from rag_core.retrieval import Retriever
@@ -27,10 +27,4 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_requester(x_requested_by: Annotated[str, Header(max_length=200)] = "api") -> str:
-    """Who asks; the authenticated subject once the API has authentication."""
-    return x_requested_by
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RequesterDep = Annotated[str, Depends(get_requester)]

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from rag_core import services
 from rag_core.settings import Settings, get_settings
+from rag_serving.auth import build_authenticator
 from rag_serving.observability import configure_tracing, instrument
 from rag_serving.routes import audit, erasure, health, metrics, query, search
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.authenticator = build_authenticator(settings)
     instrument(app)
     for module in (health, search, query, erasure, audit, metrics):
         app.include_router(module.router)

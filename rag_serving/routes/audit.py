@@ -1,13 +1,14 @@
 """The erasure audit trail, with its verification."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from rag_core import audit, services
 from rag_core.audit import AuditRecord
+from rag_serving.auth import GOVERNANCE, require_scope
 from rag_serving.deps import SettingsDep
 
-router = APIRouter(prefix="/v1", tags=["audit"])
+router = APIRouter(prefix="/v1", tags=["audit"], dependencies=[Depends(require_scope(GOVERNANCE))])
 
 
 class AuditTrail(BaseModel):

@@ -3,14 +3,17 @@ erased where and whether verification passed."""
 
 import logging
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, status
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, status
 
 from rag_core import erasure, services
 from rag_core.erasure import ErasureScope, ErasureStatus, NewErasureRequest
 from rag_core.settings import Settings
-from rag_serving.deps import RequesterDep, SettingsDep
+from rag_serving.auth import GOVERNANCE, PrincipalDep, require_scope
+from rag_serving.deps import SettingsDep
 
-router = APIRouter(prefix="/v1", tags=["erasure"])
+router = APIRouter(
+    prefix="/v1", tags=["erasure"], dependencies=[Depends(require_scope(GOVERNANCE))]
+)
 log = logging.getLogger(__name__)
 
 
@@ -40,22 +43,22 @@ def _accept(
     "/erasure-requests", response_model=ErasureStatus, status_code=status.HTTP_202_ACCEPTED
 )
 def create_erasure_request(
-    body: NewErasureRequest, settings: SettingsDep, requester: RequesterDep, tasks: BackgroundTasks
+    body: NewErasureRequest, settings: SettingsDep, caller: PrincipalDep, tasks: BackgroundTasks
 ) -> ErasureStatus:
     """Erase documents by id, by source URI prefix, or every document and warehouse row about
     a data subject. Returns at once; poll the request for its outcome."""
     scope = ErasureScope.model_validate(body.model_dump(exclude={"untag_versions"}))
-    return _accept(settings, scope, requester, body.untag_versions, tasks)
+    return _accept(settings, scope, caller.subject, body.untag_versions, tasks)
 
 
 @router.delete(
     "/documents/{doc_id}", response_model=ErasureStatus, status_code=status.HTTP_202_ACCEPTED
 )
 def delete_document(
-    doc_id: str, settings: SettingsDep, requester: RequesterDep, tasks: BackgroundTasks
+    doc_id: str, settings: SettingsDep, caller: PrincipalDep, tasks: BackgroundTasks
 ) -> ErasureStatus:
     """Erase one document (every version, everywhere); an erasure request like any other."""
-    return _accept(settings, ErasureScope(doc_ids=[doc_id]), requester, False, tasks)
+    return _accept(settings, ErasureScope(doc_ids=[doc_id]), caller.subject, False, tasks)
 
 
 @router.get("/erasure-requests/{request_id}", response_model=ErasureStatus)

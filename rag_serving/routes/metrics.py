@@ -1,10 +1,11 @@
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rag_serving.auth import ADMIN, require_scope
 from rag_serving.deps import RetrieverDep
 from rag_serving.observability import INDEX_CHUNKS, INDEX_VERSION
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[Depends(require_scope(ADMIN))])
 
 
 @router.get("/metrics", response_class=Response)

@@ -1,14 +1,15 @@
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from rag_core.schemas import QueryRequest, QueryResponse
+from rag_serving.auth import QUERY, PrincipalDep, require_scope
 from rag_serving.deps import QueryServiceDep
 
-router = APIRouter(prefix="/v1", tags=["query"])
+router = APIRouter(prefix="/v1", tags=["query"], dependencies=[Depends(require_scope(QUERY))])
 
 
 def server_sent_events(items: Iterator[str | QueryResponse]) -> Iterator[str]:
@@ -20,11 +21,14 @@ def server_sent_events(items: Iterator[str | QueryResponse]) -> Iterator[str]:
 
 
 @router.post("/query", response_model=QueryResponse)
-async def query(request: QueryRequest, service: QueryServiceDep) -> QueryResponse | Response:
+async def query(
+    request: QueryRequest, service: QueryServiceDep, principal: PrincipalDep
+) -> QueryResponse | Response:
     """An answer from the index with its citations, the generator that wrote it, token usage
     and cost, and whether it came from the cache; streamed as SSE when `stream` is true."""
     if request.stream:
         return StreamingResponse(
-            server_sent_events(service.stream(request)), media_type="text/event-stream"
+            server_sent_events(service.stream(request, principal.groups)),
+            media_type="text/event-stream",
         )
-    return await run_in_threadpool(service.query, request)
+    return await run_in_threadpool(service.query, request, principal.groups)

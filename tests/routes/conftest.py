@@ -1,13 +1,80 @@
+import json
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from rag_core.settings import Settings
 from rag_serving.main import create_app
+
+AUDIENCE = "rag-api"
 
 
 @pytest.fixture(scope="module")
 def client(sample_index: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(sample_index)) as test_client:
         yield test_client
+
+
+class Issuer:
+    """An OIDC issuer on loopback: discovery document and JWKS over HTTP, tokens signed with
+    real RSA keys (joserfc); keys can be rotated while it runs."""
+
+    def __init__(self) -> None:
+        self.keys = {"k1": RSAKey.generate_key(2048, parameters={"kid": "k1"})}
+        self.published = ["k1"]
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                documents = {
+                    "/.well-known/openid-configuration": {
+                        "issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
+                    },
+                    "/jwks": {"keys": [issuer.keys[k].as_dict(private=False)
+                                       for k in issuer.published]},
+                }  # fmt: skip
+                body = json.dumps(documents.get(self.path, {})).encode()
+                self.send_response(200 if self.path in documents else 404)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def token(self, kid: str = "k1", header: dict | None = None, **claims: object) -> str:
+        now = int(time.time())
+        payload = {"iss": self.url, "aud": AUDIENCE, "sub": "alice", "iat": now,
+                   "exp": now + 300, "scope": "rag:query"} | claims  # fmt: skip
+        key = self.keys.setdefault(kid, RSAKey.generate_key(2048, parameters={"kid": kid}))
+        return jwt.encode({"alg": "RS256", "kid": kid} | (header or {}), payload, key)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[Issuer]:
+    server = Issuer()
+    yield server
+    server.stop()
+
+
+def oidc(settings: Settings, issuer: Issuer) -> Settings:
+    return settings.model_copy(
+        update={"auth_mode": "oidc", "oidc_issuer": issuer.url, "oidc_audience": AUDIENCE}
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -20,12 +20,10 @@ def client(rag_home: Settings) -> Iterator[TestClient]:
 
 
 def test_a_subject_request_is_accepted_then_completes_verified(client: TestClient) -> None:
-    response = client.post(
-        "/v1/erasure-requests", json={"subject": SUBJECT}, headers={"X-Requested-By": "dpo"}
-    )
+    response = client.post("/v1/erasure-requests", json={"subject": SUBJECT})
     assert response.status_code == 202
     accepted = response.json()
-    assert accepted["requested_by"] == "dpo" and SUBJECT not in response.text
+    assert accepted["requested_by"] == "dev" and SUBJECT not in response.text
 
     # The test client runs background tasks before it returns.
     done = client.get(f"/v1/erasure-requests/{accepted['request_id']}").json()
@@ -64,6 +62,6 @@ def test_a_tampered_trail_is_reported(client: TestClient, rag_home: Settings) ->
     client.post("/v1/erasure-requests", json={"subject": SUBJECT})
     store = services.object_store(rag_home)
     [record] = store.list("audit")
-    store.put(record.key, store.get(record.key).replace(b'"actor":"api"', b'"actor":"eve"'))
+    store.put(record.key, store.get(record.key).replace(b'"actor":"dev"', b'"actor":"eve"'))
     trail = client.get("/v1/audit").json()
     assert not trail["intact"] and "tampered" in trail["problems"][0]

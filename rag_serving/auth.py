@@ -1,0 +1,156 @@
+"""Who is calling, and what they may do: bearer JWTs from the OIDC issuer, verified with
+joserfc against the issuer's published keys, or in dev mode a local all-scopes identity.
+
+Keys come from the discovery document's `jwks_uri`, are cached, and are fetched again when a
+token names a key id the cache lacks (key rotation). Only asymmetric algorithms are
+accepted, so neither `alg: none` nor an HMAC token keyed with the public key gets through.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import KeySet
+from pydantic import BaseModel
+
+from rag_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUERY, INGEST, GOVERNANCE, ADMIN = "rag:query", "rag:ingest", "rag:governance", "rag:admin"
+ALL_SCOPES = frozenset({QUERY, INGEST, GOVERNANCE, ADMIN})
+ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+
+
+class Principal(BaseModel):
+    subject: str
+    scopes: frozenset[str]
+    groups: frozenset[str] | None  # None: reads every document (the dev identity only)
+
+
+DEV_PRINCIPAL = Principal(subject="dev", scopes=ALL_SCOPES, groups=None)
+
+
+class Unauthenticated(Exception):
+    """The token is missing or not acceptable; the message says why (never the token)."""
+
+
+def _claim(claims: dict[str, Any], path: str) -> Any:
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(value.split())
+    if isinstance(value, list):
+        return {item for item in value if isinstance(item, str)}
+    return set()
+
+
+class OIDCVerifier:
+    def __init__(self, settings: Settings, client: httpx.Client | None = None):
+        self.settings = settings
+        self._client = client or httpx.Client(timeout=5.0)
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+        self._claims = jwt.JWTClaimsRegistry(
+            leeway=30,
+            iss={"essential": True, "value": settings.oidc_issuer},
+            aud={"essential": True, "value": settings.oidc_audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+
+    def _fetch_keys(self) -> KeySet:
+        issuer = self.settings.oidc_issuer.rstrip("/")
+        discovery = self._client.get(f"{issuer}/.well-known/openid-configuration").json()
+        self._keys = KeySet.import_key_set(self._client.get(discovery["jwks_uri"]).json())
+        self._fetched_at = time.monotonic()
+        return self._keys
+
+    def _key_set(self, refresh: bool = False) -> KeySet:
+        stale = time.monotonic() - self._fetched_at > self.settings.oidc_jwks_cache_seconds
+        if refresh or stale or self._keys is None:
+            try:
+                return self._fetch_keys()
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                raise Unauthenticated("the issuer's keys could not be fetched") from exc
+        return self._keys
+
+    def verify(self, token: str) -> Principal:
+        try:
+            try:
+                decoded = jwt.decode(token, self._key_set(), algorithms=ALGORITHMS)
+            except InvalidKeyIdError:  # the issuer rotated its keys since we fetched them
+                decoded = jwt.decode(token, self._key_set(refresh=True), algorithms=ALGORITHMS)
+            self._claims.validate(decoded.claims)
+        except JoseError as exc:
+            raise Unauthenticated(exc.description or exc.error) from exc
+        except ValueError as exc:
+            raise Unauthenticated("malformed token") from exc
+        claims = decoded.claims
+        scopes: set[str] = set()
+        for path in self.settings.oidc_scope_claims:
+            scopes |= _strings(_claim(claims, path))
+        groups = _strings(_claim(claims, self.settings.oidc_groups_claim))
+        return Principal(subject=claims["sub"], scopes=frozenset(scopes), groups=frozenset(groups))
+
+
+def build_authenticator(settings: Settings) -> OIDCVerifier | None:
+    """The verifier, or None in dev mode (after a loud warning)."""
+    if settings.auth_mode == "dev":
+        log.warning(
+            "RAG_AUTH_MODE=dev: every caller is the development identity with all scopes "
+            "and access to every document. Never expose this API beyond your machine."
+        )
+        return None
+    return OIDCVerifier(settings)
+
+
+bearer = HTTPBearer(auto_error=False, description="An access token from the OIDC issuer.")
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    authenticator: OIDCVerifier | None = request.app.state.authenticator
+    if authenticator is None:
+        return DEV_PRINCIPAL
+    if credentials is None:
+        raise _unauthorized("a bearer token is required")
+    try:
+        return authenticator.verify(credentials.credentials)
+    except Unauthenticated as exc:
+        raise _unauthorized(str(exc)) from exc
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        reason,
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'},
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_scope(scope: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting callers whose token grants `scope` (403 names it otherwise)."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if scope not in principal.scopes:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing scope {scope}")
+        return principal
+
+    return check
