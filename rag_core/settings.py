@@ -121,6 +121,14 @@ class Settings(BaseSettings):
         default="groups", description="Claim path holding the caller's groups."
     )
     oidc_jwks_cache_seconds: int = Field(default=3600, ge=1)
+    rate_limit_per_minute: int = Field(
+        default=120, ge=1, description="Sustained requests per caller and route."
+    )
+    rate_limit_burst: int = Field(default=30, ge=1, description="Requests allowed at once.")
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger bodies: 413.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API."
+    )
     snowflake_account: str = ""
     snowflake_user: str = ""
     snowflake_password: SecretStr = SecretStr("")

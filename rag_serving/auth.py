@@ -7,6 +7,7 @@ accepted, so neither `alg: none` nor an HMAC token keyed with the public key get
 """
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel
 
+from rag_core.ratelimit import RateLimiter
 from rag_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,12 +147,21 @@ def _unauthorized(reason: str) -> HTTPException:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
-    """A dependency admitting callers whose token grants `scope` (403 names it otherwise)."""
+def require_scope(scope: str) -> Callable[[Request, Principal], Principal]:
+    """A dependency admitting callers whose token grants `scope` (403 names it otherwise),
+    within their rate limit for the route (429 with Retry-After otherwise)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    def check(request: Request, principal: PrincipalDep) -> Principal:
         if scope not in principal.scopes:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing scope {scope}")
+        limiter: RateLimiter = request.app.state.rate_limiter
+        wait = limiter.acquire(f"{principal.subject}:{request.method}:{request.url.path}")
+        if wait > 0:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "rate limit exceeded",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         return principal
 
     return check

@@ -6,8 +6,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from rag_core import services
+from rag_core.ratelimit import build_rate_limiter
 from rag_core.settings import Settings, get_settings
 from rag_serving.auth import build_authenticator
+from rag_serving.hardening import protect
 from rag_serving.observability import configure_tracing, instrument
 from rag_serving.routes import audit, erasure, health, metrics, query, search
 
@@ -29,7 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.authenticator = build_authenticator(settings)
+    app.state.rate_limiter = build_rate_limiter(settings)
     instrument(app)
+    protect(app, settings)
     for module in (health, search, query, erasure, audit, metrics):
         app.include_router(module.router)
     return app

@@ -1,0 +1,64 @@
+"""Token-bucket rate limits per key (principal and route): in Redis when `RAG_CACHE_URL`
+names one, so every API replica draws from the same buckets, in process otherwise."""
+
+import threading
+import time
+from typing import Protocol
+
+from rag_core.settings import Settings
+
+# Refill, take one token if there is one, and say how long until there will be: atomically,
+# on Redis's clock, so replicas with skewed clocks agree.
+TOKEN_BUCKET = """
+local capacity, per_second = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + (now - at) * per_second)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / per_second end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / per_second) + 1)
+return tostring(wait)
+"""
+
+
+class RateLimiter(Protocol):
+    def acquire(self, key: str) -> float:
+        """Take a token: 0.0 when allowed, else the seconds until one is available."""
+
+
+class LocalRateLimiter:
+    def __init__(self, capacity: int, per_second: float):
+        self.capacity, self.per_second = capacity, per_second
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> float:
+        with self._lock:
+            now = time.monotonic()
+            tokens, at = self._buckets.get(key, (float(self.capacity), now))
+            tokens = min(self.capacity, tokens + (now - at) * self.per_second)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
+            self._buckets[key] = (tokens - 1 if wait == 0.0 else tokens, now)
+            return wait
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, capacity: int, per_second: float):
+        import redis
+
+        self._script = redis.Redis.from_url(url, socket_timeout=2.0).register_script(TOKEN_BUCKET)
+        self.capacity, self.per_second = capacity, per_second
+
+    def acquire(self, key: str) -> float:
+        return float(self._script(keys=[f"rag:rate:{key}"], args=[self.capacity, self.per_second]))
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    per_second = settings.rate_limit_per_minute / 60
+    if settings.cache_url.startswith(("redis://", "rediss://")):
+        return RedisRateLimiter(settings.cache_url, settings.rate_limit_burst, per_second)
+    return LocalRateLimiter(settings.rate_limit_burst, per_second)
