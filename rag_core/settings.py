@@ -7,12 +7,13 @@ location can be pointed elsewhere (object store and index also accept `s3://` UR
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_core.schemas import SearchMode
+from rag_core.secrets import AWS_PREFIX, read_secret_files, resolve_reference
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -140,6 +141,19 @@ class Settings(BaseSettings):
     snowflake_port: int = 443
     snowflake_protocol: Literal["https", "http"] = "https"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _resolve_secret_references(self) -> "Settings":
+        for name in SECRET_FIELDS:
+            value: SecretStr | None = getattr(self, name)
+            if value is not None and value.get_secret_value().startswith(AWS_PREFIX):
+                setattr(self, name, SecretStr(resolve_reference(value.get_secret_value())))
+        return self
+
     @model_validator(mode="after")
     def _derive_locations(self) -> "Settings":
         if self.chunk_overlap >= self.chunk_size:
@@ -157,6 +171,11 @@ class Settings(BaseSettings):
             value: Path = getattr(self, name)
             setattr(self, name, default if value == Path() else value.expanduser().resolve())
         return self
+
+
+SECRET_FIELDS = [
+    name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
+]
 
 
 @lru_cache(maxsize=1)
