@@ -56,11 +56,16 @@ class TableRowChange(ChangeEvent):
 
 
 class DeadLetter(BaseModel):
-    """An event no consumer could read, kept with the reason instead of stopping the stream."""
+    """An event no consumer could process, kept with the reason instead of stopping the stream."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_version: int = Field(default=1, ge=1)
+    schema_version: int = Field(default=2, ge=1)
+    idempotency_key: str | None = Field(
+        default=None,
+        description="Hash of the original topic, partition and offset: the same every time "
+        "one message is dead-lettered, so readers can drop repeats (none before version 2).",
+    )
     topic: str
     partition: int
     offset: int
@@ -120,7 +125,8 @@ def table_row_change(
 
 
 class MalformedEvent(ValueError):
-    """A payload that is not a valid event of its topic; the message says why."""
+    """An event that can never be processed, whatever is retried: not a valid event of its
+    topic, or about something this deployment does not have. The message says why."""
 
 
 Event = TypeVar("Event", bound=BaseModel)
@@ -151,6 +157,7 @@ def dead_letter(
     topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
 ) -> DeadLetter:
     return DeadLetter(
+        idempotency_key=idempotency_key("dead_letter", topic, str(partition), str(offset)),
         topic=topic,
         partition=partition,
         offset=offset,
