@@ -26,6 +26,7 @@ from rag_core.documents import (
 from rag_core.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
 from rag_core.ids import doc_id_for
 from rag_core.index import ChunkIndex
+from rag_core.kafka import Position, position
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 from rag_core.pipeline import pending_versions
 from rag_core.settings import Settings
@@ -36,7 +37,19 @@ class ChangeBatch:
     """One poll's events, reduced to the sources they touched."""
 
     event_times: dict[str, datetime] = field(default_factory=dict)  # source key → earliest
+    latest: dict[str, Position] = field(default_factory=dict)  # source key → its last event
     malformed: list[tuple[Message, str]] = field(default_factory=list)
+
+
+def _row_source_key(settings: Settings, store: ObjectStore, row: TableRowChange) -> str:
+    if row.table not in warehouse.DOCUMENT_MODELS:
+        raise MalformedEvent(f"unknown table {row.table!r}")
+    if not warehouse.configured(settings):
+        raise MalformedEvent(
+            f"no warehouse is configured here ({settings.warehouse_target} target), "
+            "so table-row events cannot be applied"
+        )
+    return warehouse.sync_row_document(store, settings, row.table, row.row_key)
 
 
 def _source_key(settings: Settings, store: ObjectStore, message: Message) -> tuple[str, datetime]:
@@ -44,9 +57,7 @@ def _source_key(settings: Settings, store: ObjectStore, message: Message) -> tup
     to date in the object store (from the warehouse's current row, not the event)."""
     if message.topic() == topics(settings).tables:
         row = decode(TableRowChange, message.value())
-        if row.table not in warehouse.DOCUMENT_MODELS:
-            raise MalformedEvent(f"unknown table {row.table!r}")
-        return warehouse.sync_row_document(store, settings, row.table, row.row_key), row.event_time
+        return _row_source_key(settings, store, row), row.event_time
     document = decode(DocumentChange, message.value())
     if not is_source(document.source_key) or document.source_key.startswith(WAREHOUSE_PREFIX):
         raise MalformedEvent(f"not a document source key: {document.source_key!r}")
@@ -54,6 +65,8 @@ def _source_key(settings: Settings, store: ObjectStore, message: Message) -> tup
 
 
 def read_batch(settings: Settings, store: ObjectStore, messages: Iterable[Message]) -> ChangeBatch:
+    """Events that can never be processed land in `malformed`; anything else raised (the
+    warehouse or the store unreachable) is transient and fails the batch, to be retried."""
     batch = ChangeBatch()
     for message in messages:
         try:
@@ -61,8 +74,8 @@ def read_batch(settings: Settings, store: ObjectStore, messages: Iterable[Messag
         except MalformedEvent as exc:
             batch.malformed.append((message, str(exc)))
             continue
-        earliest = batch.event_times.get(key, event_time)
-        batch.event_times[key] = min(earliest, event_time)
+        batch.event_times[key] = min(batch.event_times.get(key, event_time), event_time)
+        batch.latest[key] = max(batch.latest.get(key, position(message)), position(message))
     return batch
 
 

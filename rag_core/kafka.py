@@ -16,6 +16,12 @@ from rag_core.settings import Settings
 
 TOPIC_PARTITIONS = 1  # one partition keeps per-key order simple; raise for throughput
 
+Position = tuple[str, int, int]  # topic, partition and offset of a message
+
+
+def position(message: Message) -> Position:
+    return message.topic() or "", message.partition() or 0, message.offset() or 0
+
 
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka_bootstrap_servers} | (
@@ -50,7 +56,8 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
             "auto.offset.reset": "earliest",
             # Answer fetches as soon as one event is there, not after librdkafka's 500 ms.
             "fetch.wait.max.ms": 20,
-            "session.timeout.ms": 10_000,
+            "session.timeout.ms": settings.kafka_session_timeout_ms,
+            "heartbeat.interval.ms": settings.kafka_session_timeout_ms // 3,
         },
     )
 
@@ -91,9 +98,7 @@ class EventPublisher:
         self.publish(self.topics.tables, ((f"{e.table}/{e.row_key}", e) for e in events))
 
     def dead_letter(self, message: Message, reason: str) -> None:
-        """Park an unreadable event, with why, on the dead-letter topic."""
-        letter = dead_letter(
-            message.topic() or "", message.partition() or 0, message.offset() or 0,
-            message.key(), message.value(), reason,
-        )  # fmt: skip
+        """Park an unprocessable event, with why, on the dead-letter topic. A consumer that
+        crashes before committing parks it again: the letter's idempotency key is the same."""
+        letter = dead_letter(*position(message), message.key(), message.value(), reason)
         self.publish(self.topics.dead_letter, [(letter.topic, letter)])

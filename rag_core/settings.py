@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     )
     kafka_topic_prefix: str = Field(default="rag", description="Prefix of the platform's topics.")
     kafka_group_id: str = Field(default="rag-indexer", description="Streaming worker's group.")
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="Consumer group session timeout; a join waits about half of it on tansu.",
+    )
     indexer: Literal["stream", "runs"] = Field(
         default="stream",
         description="Who consumes document changes: the warm streaming worker (fresh within "

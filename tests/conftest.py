@@ -10,11 +10,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
 from rag_core.documents import add_sources
-from rag_core.events import DocumentChange
-from rag_core.kafka import EventPublisher
+from rag_core.events import DeadLetter, DocumentChange, decode, topics
+from rag_core.kafka import EventPublisher, consumer_config
 from rag_core.localstack import SeaweedS3, TansuBroker
 from rag_core.settings import Settings, get_settings
 from rag_core.streaming import BatchOutcome, StreamingIndexer
@@ -108,3 +110,17 @@ def process(worker: StreamingIndexer, timeout: float = 60.0) -> list[BatchOutcom
         if outcome is not None:
             outcomes.append(outcome)
     raise AssertionError("the worker handled no events in time")
+
+
+def read_dead_letters(settings: Settings, count: int, timeout: float = 30.0) -> list[DeadLetter]:
+    """The first `count` letters of the dead-letter topic (read without joining a group)."""
+    reader = Consumer(consumer_config(settings, "dlq-reader"))
+    reader.assign([TopicPartition(topics(settings).dead_letter, 0, OFFSET_BEGINNING)])
+    letters: list[DeadLetter] = []
+    deadline = time.monotonic() + timeout
+    while len(letters) < count and time.monotonic() < deadline:
+        message = reader.poll(1.0)
+        if message is not None and not message.error():
+            letters.append(decode(DeadLetter, message.value()))
+    reader.close()
+    return letters
