@@ -110,11 +110,12 @@ def chunks(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materializ
 
 @dg.asset(**_PARTITIONED, deps=[chunks], kinds={"pytorch"})
 def embeddings(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
-    """Sentence embeddings of every chunk, batched across all versions of the run."""
+    """Sentence embeddings of every chunk, batched across all versions of the run; chunks
+    already in the index keep their vectors."""
     store = rag.store()
     embedder = rag.embedder()
     started = time.perf_counter()
-    embedded = pipeline.embed_versions(store, embedder, _manifests(context, store))
+    embedded = pipeline.embed_versions(store, embedder, rag.index(), _manifests(context, store))
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(
         metadata={

@@ -28,7 +28,7 @@ from rag_core.ids import doc_id_for
 from rag_core.index import ChunkIndex
 from rag_core.kafka import Position, position
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
-from rag_core.pipeline import pending_versions
+from rag_core.pipeline import access_changes, pending_versions
 from rag_core.settings import Settings
 
 
@@ -95,7 +95,9 @@ def full_batch(store: ObjectStore) -> ChangeBatch:
 class ChangePlan:
     """What the index must do for a batch."""
 
-    upserts: list[DocumentVersion]  # current versions not indexed yet
+    # Current versions not indexed yet, and indexed ones whose rows lack the source's
+    # current access (indexing those again only updates the rows' acl and subjects).
+    upserts: list[DocumentVersion]
     deletions: dict[str, str]  # doc_id → source key, for sources gone whose data remains
     event_times: dict[str, datetime]  # doc_id → when its change was first announced
 
@@ -110,8 +112,9 @@ def plan_changes(store: ObjectStore, index: ChunkIndex, batch: ChangeBatch) -> C
     present = {version.source_key for version in versions}
     gone = {doc_id_for(store.uri_for(key)): key for key in keys if key not in present}
     indexed = {doc_id for doc_id, _ in index.versions_of(gone)}
+    pending = pending_versions(store, index, versions)
     return ChangePlan(
-        upserts=pending_versions(store, index, versions),
+        upserts=pending + access_changes(index, [v for v in versions if v not in pending]),
         deletions={
             doc_id: key
             for doc_id, key in gone.items()

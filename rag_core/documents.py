@@ -15,8 +15,17 @@ ARTIFACT_PREFIXES = (
 )  # fmt: skip
 
 
+class SourceMetadata(BaseModel):
+    """Who may read a source and whom it is about, from its `<key>.meta.json` sidecar."""
+
+    acl: list[str] = Field(default_factory=list, description="Groups allowed to read it.")
+    subjects: list[str] = Field(default_factory=list, description="People it is about.")
+
+
 class DocumentVersion(BaseModel):
-    """Manifest of one document version: where it came from and when it was first seen."""
+    """Manifest of one document version: where it came from, when it was first seen, and
+    the source's access (the same in every version of a document: it belongs to the source,
+    not to one state of its content)."""
 
     doc_id: str
     version: str
@@ -35,12 +44,9 @@ class DocumentVersion(BaseModel):
     def file_name(self) -> str:
         return PurePosixPath(self.source_key).name
 
-
-class SourceMetadata(BaseModel):
-    """Who may read a source and whom it is about, from its `<key>.meta.json` sidecar."""
-
-    acl: list[str] = Field(default_factory=list, description="Groups allowed to read it.")
-    subjects: list[str] = Field(default_factory=list, description="People it is about.")
+    @property
+    def metadata(self) -> SourceMetadata:
+        return SourceMetadata(acl=self.acl, subjects=self.subjects)
 
 
 METADATA_SUFFIX = ".meta.json"
@@ -139,46 +145,74 @@ def add_sources(
     return [key for _, key in planned]
 
 
-def source_version(content: bytes, metadata: SourceMetadata) -> str:
-    """Version of a source: its bytes and, when set, who may read it and whom it is about
-    (a changed acl must re-index the rows that carry it)."""
-    if metadata == SourceMetadata():
-        return version_for(content)
-    return version_for(content + metadata.model_dump_json().encode())
-
-
 def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[DocumentVersion]:
     """The current version of every source (or of those of `keys` that still exist), writing
-    manifests for new ones; content erased on request (tombstoned) is skipped."""
+    manifests for new ones; content erased on request (tombstoned) is skipped.
+
+    A version is its content alone, so a source whose acl or subjects changed keeps its
+    version: its manifests take the new metadata, and the index rows follow
+    (`pipeline.update_access`) without parsing or embedding anything again."""
     if keys is None:
         keys = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
     versions = []
     for key in keys:
         source = read_source(store, key)
-        if source is None:
-            continue
-        content, metadata = source
-        source_uri = store.uri_for(key)
-        if store.exists(tombstone_key(version_for(content))):
-            continue
-        doc_id, version = doc_id_for(source_uri), source_version(content, metadata)
-        manifest_key = artifact_key("manifests", doc_id, version)
-        if store.exists(manifest_key):
-            versions.append(read_manifest(store, doc_id, version))
-            continue
-        manifest = DocumentVersion(
-            doc_id=doc_id,
-            version=version,
-            source_key=key,
-            source_uri=source_uri,
-            size=len(content),
-            discovered_at=datetime.now(UTC),
-            acl=metadata.acl,
-            subjects=metadata.subjects,
-        )
-        store.put(manifest_key, manifest.model_dump_json().encode())
-        versions.append(manifest)
+        if source is not None and not store.exists(tombstone_key(version_for(source[0]))):
+            versions.append(_current_manifest(store, key, *source))
     return versions
+
+
+def _current_manifest(
+    store: ObjectStore, key: str, content: bytes, metadata: SourceMetadata
+) -> DocumentVersion:
+    source_uri = store.uri_for(key)
+    doc_id, version = doc_id_for(source_uri), version_for(content)
+    if store.exists(artifact_key("manifests", doc_id, version)):
+        manifest = read_manifest(store, doc_id, version)
+        if manifest.metadata == metadata:
+            return manifest
+        return _update_metadata(store, manifest, metadata)
+    manifest = DocumentVersion(
+        doc_id=doc_id,
+        version=version,
+        source_key=key,
+        source_uri=source_uri,
+        size=len(content),
+        discovered_at=datetime.now(UTC),
+        acl=metadata.acl,
+        subjects=metadata.subjects,
+    )
+    _write_manifest(store, manifest)
+    return manifest
+
+
+def _update_metadata(
+    store: ObjectStore, current: DocumentVersion, metadata: SourceMetadata
+) -> DocumentVersion:
+    """Give every known version of a document the source's new acl and subjects (so a rerun
+    of an older partition, or erasure by subject, sees them too), the current one last: a
+    crash midway leaves it stale, and the next discovery finishes the job."""
+    for version in known_versions(store, current.doc_id):
+        if version != current.version:
+            _with_metadata(store, read_manifest(store, current.doc_id, version), metadata)
+    return _with_metadata(store, current, metadata)
+
+
+def _with_metadata(
+    store: ObjectStore, manifest: DocumentVersion, metadata: SourceMetadata
+) -> DocumentVersion:
+    if manifest.metadata == metadata:
+        return manifest
+    updated = manifest.model_copy(update=metadata.model_dump())
+    _write_manifest(store, updated)
+    return updated
+
+
+def _write_manifest(store: ObjectStore, manifest: DocumentVersion) -> None:
+    store.put(
+        artifact_key("manifests", manifest.doc_id, manifest.version),
+        manifest.model_dump_json().encode(),
+    )
 
 
 def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:
@@ -187,7 +221,7 @@ def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:
     if store.exists(raw_key):
         return True
     source = read_source(store, manifest.source_key)
-    if source is None or source_version(*source) != manifest.version:
+    if source is None or version_for(source[0]) != manifest.version:
         return False
     store.put(raw_key, source[0])
     return True

@@ -53,7 +53,13 @@ def sql_in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
 
 
+def sql_string_list(values: Iterable[str]) -> str:
+    """A list-of-strings SQL literal, typed so that an empty list is one too."""
+    return f"arrow_cast(make_array({', '.join(sql_string(v) for v in values)}), 'List(Utf8)')"
+
+
 LiveVersions = dict[tuple[str, str], int]
+Access = tuple[tuple[str, ...], tuple[str, ...]]  # a row's (acl, subjects)
 
 
 class TaggedVersionsError(RuntimeError):
@@ -190,6 +196,37 @@ class ChunkIndex:
             return set()
         rows = self._select(table, sql_in("doc_id", doc_ids), ["doc_id", "version"])
         return {(row["doc_id"], row["version"]) for row in rows}
+
+    def vectors_of(self, chunk_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vector of each of these chunks the table holds."""
+        table = self.table()
+        chunk_ids = sorted(set(chunk_ids))
+        if table is None or not chunk_ids:
+            return {}
+        rows = self._select(table, sql_in("chunk_id", chunk_ids), ["chunk_id", "vector"])
+        return {row["chunk_id"]: np.asarray(row["vector"], dtype=np.float32) for row in rows}
+
+    def access_of(self, doc_ids: Iterable[str]) -> dict[str, set[Access]]:
+        """The distinct (acl, subjects) among each document's rows."""
+        table = self.table()
+        doc_ids = sorted(set(doc_ids))
+        if table is None or not doc_ids:
+            return {}
+        found: dict[str, set[Access]] = {}
+        for row in self._select(table, sql_in("doc_id", doc_ids), ["doc_id", "acl", "subjects"]):
+            access = (tuple(row["acl"] or ()), tuple(row["subjects"] or ()))
+            found.setdefault(row["doc_id"], set()).add(access)
+        return found
+
+    def set_access(self, doc_id: str, acl: Iterable[str], subjects: Iterable[str]) -> None:
+        """Give every row of a document this acl and these subjects in one commit, so no
+        query sees some rows with the old access and some with the new."""
+        table = self.table()
+        if table is not None:
+            table.update(
+                where=f"doc_id = {sql_string(doc_id)}",
+                values_sql={"acl": sql_string_list(acl), "subjects": sql_string_list(subjects)},
+            )
 
     def delete_documents(self, doc_ids: Iterable[str]) -> list[tuple[str, str]]:
         """Delete every row of these documents; returns the (doc_id, version) pairs removed.

@@ -132,20 +132,42 @@ def read_vectors(store: ObjectStore, manifest: DocumentVersion) -> np.ndarray:
 
 
 def embed_versions(
-    store: ObjectStore, embedder: Embedder, manifests: Sequence[DocumentVersion]
+    store: ObjectStore,
+    embedder: Embedder,
+    index: ChunkIndex,
+    manifests: Sequence[DocumentVersion],
 ) -> int:
     """Embed the chunks of many versions in one batch (the model is the bottleneck, and it is
-    fastest fed full batches); returns the number of chunks embedded."""
+    fastest fed full batches); returns the number of chunks embedded.
+
+    Versions already in the index keep their stored vectors: a chunk id fixes the text, so
+    rerunning an indexed version (after an access change, say) calls no model."""
     chunk_sets = [read_chunks(store, manifest) for manifest in manifests]
-    vectors = embedder.embed([chunk.text for cs in chunk_sets for chunk in cs.chunks])
+    live = index.versions_of(m.doc_id for m in manifests)
+    stored = index.vectors_of(
+        chunk.chunk_id
+        for manifest, chunk_set in zip(manifests, chunk_sets, strict=True)
+        if (manifest.doc_id, manifest.version) in live
+        for chunk in chunk_set.chunks
+    )
+    chunks = [chunk for chunk_set in chunk_sets for chunk in chunk_set.chunks]
+    fresh = iter(embedder.embed([c.text for c in chunks if c.chunk_id not in stored]))
+    vectors = [stored[c.chunk_id] if c.chunk_id in stored else next(fresh) for c in chunks]
     offset = 0
     for manifest, chunk_set in zip(manifests, chunk_sets, strict=True):
         count = len(chunk_set.chunks)
-        buffer = io.BytesIO()
-        np.save(buffer, vectors[offset : offset + count], allow_pickle=False)
-        store.put(artifact_key("embeddings", manifest.doc_id, manifest.version), buffer.getvalue())
+        _save_vectors(store, manifest, vectors[offset : offset + count], embedder.dimension)
         offset += count
-    return offset
+    return len(chunks) - len(stored)
+
+
+def _save_vectors(
+    store: ObjectStore, manifest: DocumentVersion, vectors: list[np.ndarray], dimension: int
+) -> None:
+    array = np.stack(vectors) if vectors else np.zeros((0, dimension), dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    store.put(artifact_key("embeddings", manifest.doc_id, manifest.version), buffer.getvalue())
 
 
 def version_rows(store: ObjectStore, manifest: DocumentVersion, dimension: int) -> pa.Table:
@@ -178,6 +200,7 @@ class IndexResult:
     inserted: int
     retired: list[tuple[str, str]]
     chunk_counts: dict[tuple[str, str], int]  # chunks of each indexed (doc_id, version)
+    access_updated: list[DocumentVersion]  # versions whose document's rows took new access
 
 
 def index_versions(
@@ -190,17 +213,45 @@ def index_versions(
     optimize: bool = True,
 ) -> IndexResult:
     """Upsert the versions' chunks, then retire versions beyond `keep_versions` per document
-    (index rows first, then their artifacts), so no document is ever missing from the index.
+    (index rows first, then their artifacts), so no document is ever missing from the index;
+    then bring the remaining rows' access in line with the manifests'.
     `optimize=False` leaves compaction to the caller (the streaming worker batches it)."""
     rows = [version_rows(store, manifest, dimension) for manifest in manifests]
     inserted = index.upsert(pa.concat_tables(rows)) if rows else 0
     retired = index.retire_versions((m.doc_id for m in manifests), keep_versions)
     for doc_id, version in retired:
         remove_artifacts(store, doc_id, version)
-    if optimize and (inserted or retired):
+    access_updated = update_access(index, manifests)
+    if optimize and (inserted or retired or access_updated):
         index.optimize()  # compact, and fold new rows into the full-text index
     counts = {(m.doc_id, m.version): t.num_rows for m, t in zip(manifests, rows, strict=True)}
-    return IndexResult(inserted=inserted, retired=retired, chunk_counts=counts)
+    return IndexResult(
+        inserted=inserted, retired=retired, chunk_counts=counts, access_updated=access_updated
+    )
+
+
+def access_changes(
+    index: ChunkIndex, manifests: Sequence[DocumentVersion]
+) -> list[DocumentVersion]:
+    """Manifests whose document has rows in the index with other access than theirs (the
+    source's, see `discover`)."""
+    found = index.access_of(m.doc_id for m in manifests)
+    changed = []
+    for manifest in manifests:
+        access = (tuple(manifest.acl), tuple(manifest.subjects))
+        if found.get(manifest.doc_id, {access}) != {access}:
+            changed.append(manifest)
+    return changed
+
+
+def update_access(index: ChunkIndex, manifests: Sequence[DocumentVersion]) -> list[DocumentVersion]:
+    """Give the rows of each manifest's document the manifest's acl and subjects where they
+    differ; returns those manifests. Text and vectors do not depend on access, so no stage
+    runs again and the model is not called."""
+    changed = access_changes(index, manifests)
+    for manifest in changed:
+        index.set_access(manifest.doc_id, manifest.acl, manifest.subjects)
+    return changed
 
 
 def pending_versions(
@@ -230,13 +281,15 @@ def build_versions(
     optimize: bool = True,
 ) -> IndexResult:
     """Every stage, raw to index, for versions in one process: the streaming worker's path
-    (Dagster runs the same stages one asset at a time)."""
-    for manifest in manifests:
+    (Dagster runs the same stages one asset at a time). Versions indexed already skip
+    straight to the index stage, which updates their access."""
+    pending = pending_versions(store, index, manifests)
+    for manifest in pending:
         capture_raw(store, manifest)
-    parse_versions(store, manifests, workers=settings.parse_workers)
-    for manifest in manifests:
+    parse_versions(store, pending, workers=settings.parse_workers)
+    for manifest in pending:
         chunk_version(store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap)
-    embed_versions(store, embedder, manifests)
+    embed_versions(store, embedder, index, pending)
     return index_versions(
         store,
         index,

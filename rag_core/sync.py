@@ -17,12 +17,13 @@ from pydantic import BaseModel
 
 from rag_core.documents import (
     WAREHOUSE_PREFIX,
+    SourceMetadata,
     is_source,
     metadata_key,
     read_source,
-    source_version,
 )
 from rag_core.events import DocumentChange, document_change
+from rag_core.ids import digest, version_for
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore, StoredObject
 
 STATE_KEY = "state/object_sync.json"
@@ -32,7 +33,14 @@ MTIME_RESOLUTION = timedelta(seconds=2)
 
 class SourceStamp(BaseModel):
     listing: str  # size and modification times of the source and its sidecar
-    version: str
+    version: str  # of the content
+    access: str = ""  # hash of the sidecar's acl and subjects
+
+
+def _access_stamp(metadata: SourceMetadata) -> str:
+    """Empty without metadata, as in bookmarks saved before access was stamped, so those
+    sources are not announced again."""
+    return "" if metadata == SourceMetadata() else digest(metadata.model_dump_json(), length=16)
 
 
 def _listing_stamp(source: StoredObject, sidecar: StoredObject | None) -> str:
@@ -85,10 +93,13 @@ def scan(store: ObjectStore) -> tuple[list[DocumentChange], SyncState]:
             if known:
                 sources[key] = known
             continue
-        version = source_version(*source)
-        sources[key] = SourceStamp(listing=stamp, version=version)
-        if not known or known.version != version:
-            events.append(document_change("upsert", key, version, source_position=stamp))
+        content, metadata = source
+        current = SourceStamp(
+            listing=stamp, version=version_for(content), access=_access_stamp(metadata)
+        )
+        sources[key] = current
+        if not known or (known.version, known.access) != (current.version, current.access):
+            events.append(document_change("upsert", key, current.version, source_position=stamp))
     for key, known in state.sources.items():
         if key not in sources and key not in listing:
             events.append(document_change("delete", key, None, source_position=known.listing))
