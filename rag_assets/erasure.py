@@ -1,11 +1,17 @@
 """Right to be forgotten in Dagster: the `rtbf` job (launchable from the UI with a config form)
-and the one executor every entry point shares (`ragctl forget`, the REST API, the job).
+materializes `erasure_request`, which erases one request along the lineage, and its blocking
+asset check `absence_verified` proves the absence; the request completes only when that
+check passes. Every entry point (`ragctl forget`, the REST API) runs this job.
 
-The job walks the asset graph downstream from `raw_document` and erases at every asset it
+The asset walks the asset graph downstream from `raw_document` and erases at every asset it
 finds, serving end first; an asset without an eraser fails the run before anything is
 erased, so a new pipeline stage cannot silently keep erased data.
+
+The check receives the asset's value from memory (the job runs in one process): the phrases
+searched for were read from the erased documents, and must never reach Dagster's storage.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -18,36 +24,41 @@ from rag_core.cache import build_response_cache
 from rag_core.erasure import ErasureRequest, ErasureScope, ErasureTarget
 from rag_core.settings import Settings
 
+ERASURE_MEMORY = "erasure_memory"
 
-def forget_partitions(instance: dg.DagsterInstance, target: ErasureTarget) -> dict[str, bool]:
-    """Drop the versions' partitions; returns the check that none is left.
 
-    Dagster's open-source event storages cannot wipe one partition's history (SQLite and
-    PostgreSQL raise NotImplementedError), so the history stays, and names nothing by
-    construction: partition keys and run tags are opaque hashes, and asset metadata holds
-    counts and error kinds, never file names or text."""
+@dataclass(frozen=True)
+class ErasedRequest:
+    request_id: str
+    phrases: list[str]
+
+
+def forget_partitions(instance: dg.DagsterInstance, target: ErasureTarget) -> None:
+    """Drop the versions' partitions and their materialization history."""
     erased = set(target.partitions)
     for key in erased & set(instance.get_dynamic_partitions(PARTITIONS_NAME)):
         instance.delete_dynamic_partition(PARTITIONS_NAME, key)
-    left = erased & set(instance.get_dynamic_partitions(PARTITIONS_NAME))
-    return {"dagster_partitions": not left}
 
 
-def execute(
-    settings: Settings,
-    instance: dg.DagsterInstance,
-    request_id: str,
-    stage_order: tuple[str, ...] = tuple(reversed(erasure.STAGE_ORDER)),
-) -> ErasureRequest:
-    return erasure.run(
-        settings,
-        services.object_store(settings),
-        services.chunk_index(settings),
-        build_response_cache(settings),
-        request_id,
-        stage_order=stage_order,
-        on_erased=lambda target: forget_partitions(instance, target),
-    )
+def partitions_left(instance: dg.DagsterInstance, target: ErasureTarget) -> bool:
+    return bool(set(target.partitions) & set(instance.get_dynamic_partitions(PARTITIONS_NAME)))
+
+
+def execute(settings: Settings, instance: dg.DagsterInstance, request_id: str) -> ErasureRequest:
+    """Run (or resume) a submitted request through the `rtbf` job; raises what failed it."""
+    from rag_assets.definitions import build_defs  # the code location this job belongs to
+
+    job = build_defs(RagResource.for_settings(settings)).resolve_job_def("rtbf")
+    config = {"ops": {"erasure_request": {"config": {"resume_request_id": request_id}}}}
+    store = services.object_store(settings)
+    try:
+        job.execute_in_process(run_config=config, instance=instance)
+    except dg.DagsterError as failed_check:
+        request = erasure.load(store, request_id)
+        raise RuntimeError(request.error if request else str(failed_check)) from failed_check
+    request = erasure.load(store, request_id)
+    assert request is not None
+    return request
 
 
 def lineage_stages(graph: Any) -> tuple[str, ...]:
@@ -77,11 +88,13 @@ class ErasureConfig(dg.Config):
     resume_request_id: str | None = None
 
 
-@dg.op
-def erase(context: dg.OpExecutionContext, config: ErasureConfig, rag: RagResource) -> None:
-    """Resolve the request, erase along the lineage, verify, audit."""
-    settings = rag.settings()
-    store = rag.store()
+@dg.asset(io_manager_key=ERASURE_MEMORY, group_name="governance")
+def erasure_request(
+    context: dg.AssetExecutionContext, config: ErasureConfig, rag: RagResource
+) -> dg.Output[ErasedRequest]:
+    """One right-to-be-forgotten request, erased along the lineage (new, or resumed by id).
+    Its metadata holds the request id and counts, never what was erased."""
+    settings, store = rag.settings(), rag.store()
     request_id = (
         config.resume_request_id
         or erasure.submit(
@@ -95,16 +108,58 @@ def erase(context: dg.OpExecutionContext, config: ErasureConfig, rag: RagResourc
     )
     from rag_assets.definitions import build_defs  # the code location this job belongs to
 
-    stages = lineage_stages(build_defs(rag).resolve_asset_graph())
-    request = execute(settings, context.instance, request_id, stages)
-    context.log.info(
-        f"erasure {request_id}: {request.matched_documents} documents, erased {request.erased}"
+    request, phrases = erasure.erase(
+        settings,
+        store,
+        services.chunk_index(settings),
+        build_response_cache(settings),
+        request_id,
+        stage_order=lineage_stages(build_defs(rag).resolve_asset_graph()),
+        on_erased=lambda target: forget_partitions(context.instance, target),
     )
+    metadata: dict[str, Any] = {
+        "request_id": request_id,
+        "matched_documents": request.matched_documents,
+    }
+    metadata |= {f"erased/{place}": count for place, count in request.erased.items()}
+    return dg.Output(ErasedRequest(request_id, phrases), metadata=metadata)
 
 
-@dg.job(description="Right to be forgotten: erase, verify and audit one request.")
-def rtbf() -> None:
-    erase()
+@dg.asset_check(asset=erasure_request, blocking=True)
+def absence_verified(
+    context: dg.AssetCheckExecutionContext, rag: RagResource, erasure_request: ErasedRequest
+) -> dg.AssetCheckResult:
+    """Nothing of the erased documents is left in any index version, artifact, source,
+    cache entry, warehouse table or Dagster partition, and a search for their phrases finds
+    none of them. Completes the request when it passes, fails it otherwise."""
+    settings, store = rag.settings(), rag.store()
+    request = erasure.load(store, erasure_request.request_id)
+    assert request is not None and request.target is not None
+    if request.status != "completed":
+        checks = erasure.verify(
+            settings,
+            store,
+            services.chunk_index(settings),
+            build_response_cache(settings),
+            request,
+            erasure_request.phrases,
+        )
+        checks["dagster_partitions"] = not partitions_left(context.instance, request.target)
+        erasure.conclude(store, request, checks)
+    metadata: dict[str, Any] = {"request_id": request.request_id, **request.verification}
+    return dg.AssetCheckResult(passed=request.status == "completed", metadata=metadata)
 
 
-defs = dg.Definitions(jobs=[rtbf])
+rtbf = dg.define_asset_job(
+    "rtbf",
+    selection=dg.AssetSelection.assets(erasure_request),
+    executor_def=dg.in_process_executor,
+    description="Right to be forgotten: erase one request, verify by asset check, audit.",
+)
+
+defs = dg.Definitions(
+    assets=[erasure_request],
+    asset_checks=[absence_verified],
+    jobs=[rtbf],
+    resources={ERASURE_MEMORY: dg.InMemoryIOManager()},
+)

@@ -90,7 +90,14 @@ def append(
     got there first) the latest record is read again and the next sequence tried. The object
     store offers no conditional write, so two appenders racing between the check and the write
     can still collide; run erasures one at a time and let `verify_trail` catch the rest.
+
+    Appending is idempotent per request, action and `outcome["status"]`: when the trail
+    already holds that record it is returned instead, so a run resumed after a crash between
+    the append and saving the request does not record the same outcome twice.
     """
+    recorded = _recorded(store, request_id, action, outcome.get("status"))
+    if recorded is not None:
+        return recorded
     for _ in range(APPEND_ATTEMPTS):
         latest = _latest(store)
         draft = AuditRecord(
@@ -159,6 +166,20 @@ def verify_trail(store: ObjectStore, expected_head: tuple[int, str] | None = Non
 
 def _read(store: ObjectStore, key: str) -> AuditRecord:
     return AuditRecord.model_validate_json(store.get(key))
+
+
+def _recorded(
+    store: ObjectStore, request_id: str, action: str, status: object
+) -> AuditRecord | None:
+    for obj in store.list(AUDIT_PREFIX):
+        try:
+            record = _read(store, obj.key)
+        except (OSError, ValidationError):
+            continue  # verify_trail reports it
+        same = (record.request_id, record.action, record.outcome.get("status"))
+        if same == (request_id, action, status):
+            return record
+    return None
 
 
 def _latest(store: ObjectStore) -> AuditRecord | None:

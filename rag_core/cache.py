@@ -4,11 +4,15 @@ including the index version, so any change to the index misses the old entries.
 
 Missing is not erasing: an entry quoting an erased document would sit there until it
 expires. So each entry is also filed under the chunk ids its answer was built from, and
-`forget(chunk_ids)` deletes every entry that used any of them."""
+`forget(chunk_ids)` deletes every entry that used any of them. The filing can be incomplete
+(entries built from a version whose chunk ids are no longer known), so erasure also scans the
+entries themselves: `entries_naming` finds every one whose stored answer cites an erased
+document or chunk."""
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Protocol
 
 from rag_core.settings import Settings
@@ -36,9 +40,48 @@ class ResponseCache(Protocol):
     def referencing(self, refs: Iterable[str]) -> int:
         """How many live entries are filed under any of `refs`."""
 
+    def entries(self) -> Iterator[tuple[str, str]]:
+        """Every live entry as (key, value), the chunk-id filing excluded."""
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete these entries; returns how many existed."""
+
+
+REF_PREFIX = "rag:ref:"
+ENTRY_PATTERN = "rag:*"
+
 
 def _ref_key(ref: str) -> str:
-    return f"rag:ref:{ref}"
+    return f"{REF_PREFIX}{ref}"
+
+
+def _is_entry(key: object) -> bool:
+    return isinstance(key, str) and key.startswith("rag:") and not key.startswith(REF_PREFIX)
+
+
+def named_ids(value: str) -> set[str]:
+    """Every `doc_id` and `chunk_id` a stored JSON value holds, at any depth (a cached answer
+    names them in its citations)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            found.update(str(node[name]) for name in ("doc_id", "chunk_id") if name in node)
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    with contextlib.suppress(ValueError):  # not JSON: names nothing
+        walk(json.loads(value))
+    return found
+
+
+def entries_naming(cache: "ResponseCache", ids: Collection[str]) -> list[str]:
+    """Keys of the entries whose value names any of `ids` as a doc id or chunk id."""
+    wanted = set(ids)
+    return [key for key, value in cache.entries() if named_ids(value) & wanted]
 
 
 class DiskResponseCache:
@@ -73,12 +116,23 @@ class DiskResponseCache:
     def referencing(self, refs: Iterable[str]) -> int:
         return sum(key in self._cache for key in self._filed(refs))
 
+    def entries(self) -> Iterator[tuple[str, str]]:
+        for key in list(self._cache.iterkeys()):
+            value = self._cache.get(key) if _is_entry(key) else None
+            if isinstance(value, str):
+                yield key, value
+
+    def delete(self, keys: Iterable[str]) -> int:
+        with self._cache.transact():
+            return sum(bool(self._cache.delete(key)) for key in keys)
+
 
 class RedisResponseCache:
     def __init__(self, settings: Settings):
         import redis
 
-        self._redis = redis.Redis.from_url(settings.cache_url, socket_timeout=2.0)
+        url = settings.cache_url.get_secret_value()
+        self._redis = redis.Redis.from_url(url, socket_timeout=2.0)
         self._ttl = settings.cache_ttl_seconds
 
     def get(self, key: str) -> str | None:
@@ -112,6 +166,18 @@ class RedisResponseCache:
         keys = self._filed(refs)
         return int(self._redis.exists(*keys)) if keys else 0
 
+    def entries(self) -> Iterator[tuple[str, str]]:
+        """String values only: rate limits and the chunk-id filing share the database."""
+        for raw_key in self._redis.scan_iter(match=ENTRY_PATTERN, count=1000, _type="string"):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            value = self.get(key) if _is_entry(key) else None
+            if value is not None:
+                yield key, value
+
+    def delete(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        return int(self._redis.delete(*keys)) if keys else 0
+
 
 class CountingCache:
     """Counts hits and misses of the wrapped cache in `rag_cache_requests_total`."""
@@ -133,10 +199,16 @@ class CountingCache:
     def referencing(self, refs: Iterable[str]) -> int:
         return self._cache.referencing(refs)
 
+    def entries(self) -> Iterator[tuple[str, str]]:
+        return self._cache.entries()
+
+    def delete(self, keys: Iterable[str]) -> int:
+        return self._cache.delete(keys)
+
 
 def build_response_cache(settings: Settings) -> ResponseCache:
     backend: ResponseCache
-    if settings.cache_url.startswith(("redis://", "rediss://")):
+    if settings.cache_url.get_secret_value().startswith(("redis://", "rediss://")):
         backend = RedisResponseCache(settings)
     else:
         backend = DiskResponseCache(settings)

@@ -1,6 +1,7 @@
 """Sentence embeddings, loaded offline from a local folder (the packaged MiniLM by default)."""
 
 import os
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _PACKAGED_ALIASES = {DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL.split("/")[1]}
+_LOADED: "weakref.WeakSet[Embedder]" = weakref.WeakSet()
 
 
 def resolve_model_path(name: str) -> Path:
@@ -46,6 +48,7 @@ class Embedder:
         self.dimension: int = dimension
         # Repeated questions skip the model: query embeddings are cached per process.
         self.embed_query = lru_cache(maxsize=4096)(self._embed_one)
+        _LOADED.add(self)
 
     def _embed_one(self, text: str) -> np.ndarray:
         vector = self.embed([text])[0]
@@ -59,6 +62,17 @@ class Embedder:
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def forget_query_embeddings() -> int:
+    """Empty the query-embedding cache of every model loaded in this process; returns how
+    many vectors were dropped. Erasure calls it: the vectors are of questions, not of document
+    content, but a question may name the person whose data is erased."""
+    dropped = 0
+    for embedder in list(_LOADED):
+        dropped += embedder.embed_query.cache_info().currsize
+        embedder.embed_query.cache_clear()
+    return dropped
 
 
 @lru_cache(maxsize=4)

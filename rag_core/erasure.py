@@ -5,9 +5,11 @@ A request is resolved once into a target (document ids, their sources, warehouse
 chunk ids answers were built from) that is saved with the request, so a run that stops part
 way resumes the same work. Stages are erased serving end first (index, caches, then the
 artifacts back to the raw bytes and the source), each step idempotent. Erased content is
-tombstoned by hash so a replayed event cannot bring it back. The request is complete only
-once verification finds nothing left; the audit record holds counts and hashes, never the
-erased content or the subject's identifier.
+tombstoned by hash so a replayed event cannot bring it back; only a readmission names the
+request whose tombstones to lift. The request is complete only once verification (the
+`rtbf` job's asset check) finds nothing left; the audit record, written for completed and
+failed requests alike, holds counts and hashes, never the erased content or the subject's
+identifier.
 """
 
 import uuid
@@ -18,19 +20,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rag_core import audit, warehouse
-from rag_core.cache import ResponseCache
+from rag_core.cache import ResponseCache, entries_naming
 from rag_core.documents import (
     ARTIFACT_PREFIXES,
     METADATA_SUFFIX,
     SOURCES_PREFIX,
+    TOMBSTONES_PREFIX,
     DocumentVersion,
-    delete_source,
     is_source,
     tombstone_key,
 )
+from rag_core.embedding import forget_query_embeddings
 from rag_core.ids import digest, doc_id_for, version_for
 from rag_core.index import ChunkIndex, TaggedVersionsError, sql_in, sql_string
 from rag_core.objectstore import ObjectStore
+from rag_core.pipeline import ChunkSet
 from rag_core.settings import Settings
 
 REQUESTS_PREFIX = "erasure"
@@ -195,9 +199,26 @@ def resolve(
         doc_ids=sorted(doc_ids),
         source_keys=sorted(keys),
         warehouse_rows=rows,
-        chunk_ids=index.chunk_ids_of(doc_ids),
+        chunk_ids=known_chunk_ids(store, index, doc_ids),
         partitions=sorted(m.partition_key for m in manifests if m.doc_id in doc_ids),
     )
+
+
+def known_chunk_ids(store: ObjectStore, index: ChunkIndex, doc_ids: set[str]) -> list[str]:
+    """Chunk ids of every version still known: in any table version on storage and in any
+    chunk artifact. Cached answers may have been built from an older version than the
+    current one, whose chunk ids differ."""
+    ids: set[str] = set()
+    table = index.table()
+    if table is not None and doc_ids:
+        for version in [v["version"] for v in table.list_versions()]:
+            table.checkout(version)
+            rows = table.search().where(sql_in("doc_id", sorted(doc_ids))).select(["chunk_id"])
+            ids.update(rows.limit(None).to_arrow().column("chunk_id").to_pylist())
+    for doc_id in doc_ids:
+        for obj in store.list(f"chunks/{doc_id}"):
+            ids.update(c.chunk_id for c in ChunkSet.model_validate_json(store.get(obj.key)).chunks)
+    return sorted(ids)
 
 
 class Eraser:
@@ -236,19 +257,21 @@ class Eraser:
             self._tombstone_and_delete_sources()
         for prefix in STAGE_ARTIFACTS[name]:
             for doc_id in self.target.doc_ids:
-                for obj in self.store.list(f"{prefix}/{doc_id}"):
-                    self.store.delete(obj.key)
-                    self._count(f"objects:{prefix}", 1)
+                self._count(f"objects:{prefix}", self.store.purge(f"{prefix}/{doc_id}"))
 
     def _index(self) -> None:
         """Rows, then every older table version and the files only they used (full-text
-        index included), then the cached answers built from the chunks."""
+        index included), then the cached answers: those filed under the chunks and those
+        naming the documents or chunks, then this process's query embeddings."""
         self._count("index_rows", len(self.index.chunk_ids_of(self.target.doc_ids)))
         self.index.delete_documents(self.target.doc_ids)
         self.request.untagged_versions += self.index.purge_history(
             untag=self.request.untag_versions
         )
-        self._count("cached_answers", self.cache.forget(self.target.chunk_ids))
+        forgotten = self.cache.forget(self.target.chunk_ids)
+        naming = entries_naming(self.cache, {*self.target.doc_ids, *self.target.chunk_ids})
+        self._count("cached_answers", forgotten + self.cache.delete(naming))
+        forget_query_embeddings()
 
     def _tombstone_and_delete_sources(self) -> None:
         raws = [
@@ -258,8 +281,7 @@ class Eraser:
             tombstone = tombstone_key(version_for(self.store.get(key)))
             self.store.put(tombstone, self.request.request_id.encode())
         for key in self.target.source_keys:
-            if self.store.exists(key) or self.store.exists(key + METADATA_SUFFIX):
-                delete_source(self.store, key)
+            if self.store.purge(key) + self.store.purge(key + METADATA_SUFFIX):
                 self._count("sources", 1)
 
 
@@ -275,13 +297,17 @@ def verify(
     target = request.target or ErasureTarget()
     doc_ids = set(target.doc_ids)
     subject = request.scope.subject if request.scope else None
+    source_keys = [*target.source_keys, *(key + METADATA_SUFFIX for key in target.source_keys)]
     checks = {
         "index_versions": not index.versions_holding(doc_ids),
         "artifacts": not any(
-            store.list(f"{prefix}/{doc_id}") for prefix in ARTIFACT_PREFIXES for doc_id in doc_ids
+            store.stored_versions(f"{prefix}/{doc_id}")
+            for prefix in ARTIFACT_PREFIXES
+            for doc_id in doc_ids
         ),
-        "sources": not any(store.exists(key) for key in target.source_keys),
-        "cache": cache.referencing(target.chunk_ids) == 0,
+        "sources": not any(store.stored_versions(key) for key in source_keys),
+        "cache": cache.referencing(target.chunk_ids) == 0
+        and not entries_naming(cache, {*doc_ids, *target.chunk_ids}),
         "search": not any(
             hit["doc_id"] in doc_ids
             for phrase in phrases
@@ -303,7 +329,7 @@ def distinctive_phrases(index: ChunkIndex, doc_ids: Sequence[str], limit: int = 
     return [" ".join(row["text"].split()[:PHRASE_WORDS]) for row in rows]
 
 
-def run(
+def erase(
     settings: Settings,
     store: ObjectStore,
     index: ChunkIndex,
@@ -311,15 +337,17 @@ def run(
     request_id: str,
     *,
     stage_order: Sequence[str] = tuple(reversed(STAGE_ORDER)),
-    on_erased: Callable[[ErasureTarget], dict[str, bool]] = lambda target: {},
-) -> ErasureRequest:
-    """Carry out (or resume) a request; it is saved after each step. `on_erased` erases what
-    only the caller knows of (the orchestrator's partitions) and returns its checks."""
+    on_erased: Callable[[ErasureTarget], None] = lambda target: None,
+) -> tuple[ErasureRequest, list[str]]:
+    """Carry out (or resume) a request up to verification; it is saved after each step.
+    `on_erased` erases what only the caller knows of (the orchestrator's partitions). Returns
+    the request and phrases of the erased documents to search for, read before erasing and
+    held only in memory. A failure is recorded on the request (and audited), then raised."""
     request = load(store, request_id)
     if request is None:
         raise KeyError(f"no erasure request {request_id}")
     if request.status == "completed":
-        return request
+        return request, []
     request.status, request.error = "running", None
     try:
         if request.target is None:
@@ -327,34 +355,60 @@ def run(
             request.target = resolve(settings, store, index, request.scope)
             request.matched_documents = len(request.target.doc_ids)
         save(store, request)
-        tags = index.tags()
-        if tags and request.target.doc_ids and not request.untag_versions:
-            raise TaggedVersionsError(tags)  # before anything is erased
         phrases = distinctive_phrases(index, request.target.doc_ids)
-        eraser = Eraser(settings, store, index, cache, request)
-        eraser.warehouse()
-        for stage in stage_order:
-            eraser.stage(stage)
-            save(store, request)
-        orchestrator_checks = on_erased(request.target)
-        request.verification = verify(settings, store, index, cache, request, phrases)
-        request.verification |= orchestrator_checks
-        failed = [name for name, passed in request.verification.items() if not passed]
-        if failed:
-            raise RuntimeError(f"verification failed: {', '.join(failed)}")
+        if request.target.doc_ids or request.target.warehouse_rows:
+            _erase_target(settings, store, index, cache, request, stage_order)
+            on_erased(request.target)
     except Exception as exc:
-        request.status, request.error = "failed", f"{type(exc).__name__}: {exc}"
-        save(store, request)
+        fail(store, request, exc)
         raise
-    _complete(store, request)
-    return request
+    return request, phrases
 
 
-def _complete(store: ObjectStore, request: ErasureRequest) -> None:
+def _erase_target(
+    settings: Settings,
+    store: ObjectStore,
+    index: ChunkIndex,
+    cache: ResponseCache,
+    request: ErasureRequest,
+    stage_order: Sequence[str],
+) -> None:
+    tags = index.tags()
+    if tags and not request.untag_versions:
+        raise TaggedVersionsError(tags)  # before anything is erased
+    eraser = Eraser(settings, store, index, cache, request)
+    eraser.warehouse()
+    for stage in stage_order:
+        eraser.stage(stage)
+        save(store, request)
+
+
+def conclude(store: ObjectStore, request: ErasureRequest, checks: dict[str, bool]) -> None:
+    """Complete the request if every check holds, else fail it; either way it is audited."""
+    if request.status == "completed":
+        return
+    request.verification = checks
+    failed = [name for name, passed in checks.items() if not passed]
+    if failed:
+        fail(store, request, RuntimeError(f"verification failed: {', '.join(failed)}"))
+        return
     request.status, request.completed_at = "completed", datetime.now(UTC)
     request.scope = None
     assert request.target is not None
     request.target = ErasureTarget(doc_ids=request.target.doc_ids)
+    _audit(store, request)
+    save(store, request)
+
+
+def fail(store: ObjectStore, request: ErasureRequest, error: Exception) -> None:
+    """Mark the request failed and resumable (its target is kept); audited without the
+    message, which may quote what it failed on."""
+    request.status, request.error = "failed", f"{type(error).__name__}: {error}"
+    save(store, request)
+    _audit(store, request, error_type=type(error).__name__)
+
+
+def _audit(store: ObjectStore, request: ErasureRequest, **extra: str) -> None:
     audit.append(
         store,
         actor=request.requested_by,
@@ -362,10 +416,32 @@ def _complete(store: ObjectStore, request: ErasureRequest) -> None:
         request_id=request.request_id,
         scope=request.redacted_scope,
         outcome={
+            "status": request.status,
             "matched_documents": request.matched_documents,
             "erased": request.erased,
             "verification": request.verification,
             "untagged_versions": request.untagged_versions,
+            **extra,
         },
     )
-    save(store, request)
+
+
+def readmit(store: ObjectStore, request_id: str, requested_by: str) -> audit.AuditRecord:
+    """Lift the tombstones a completed erasure request left, so the same content may be
+    indexed again; audited as a `readmission` of that request."""
+    request = load(store, request_id)
+    if request is None or request.status != "completed":
+        raise KeyError(f"no completed erasure request {request_id}")
+    lifted = 0
+    for obj in store.list(TOMBSTONES_PREFIX):
+        if store.get(obj.key) == request_id.encode():
+            store.purge(obj.key)
+            lifted += 1
+    return audit.append(
+        store,
+        actor=requested_by,
+        action="readmission",
+        request_id=request_id,
+        scope=request.redacted_scope,
+        outcome={"status": "completed", "lifted_tombstones": lifted},
+    )

@@ -14,11 +14,16 @@ Keys are `/`-separated paths relative to the store root. The layout the platform
     state/                             producers' bookmarks (what they already announced)
 
 Everything derived from a document lives under keys named by opaque ids only.
+
+On an S3 bucket with versioning enabled, `delete` leaves the older versions and a delete
+marker behind; `purge` removes every version, for erasure.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -37,6 +42,7 @@ class ObjectStore:
         self, uri: str, *, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1"
     ):
         self.uri = uri.rstrip("/")
+        self._s3_endpoint_url, self._s3_region = s3_endpoint_url, s3_region
         if self.uri.startswith("s3://"):
             bucket_and_prefix = self.uri.removeprefix("s3://")
             self._fs: pafs.FileSystem = pafs.S3FileSystem(
@@ -102,3 +108,49 @@ class ObjectStore:
             if info.type == pafs.FileType.File and not info.path.endswith(".partial")
         ]
         return sorted(objects, key=lambda obj: obj.key)
+
+    def purge(self, key: str) -> int:
+        """Delete the object at `key` and everything under `key/`, every stored version of
+        them included; returns how many objects or versions were deleted."""
+        if isinstance(self._fs, pafs.LocalFileSystem) or not self._versioned:
+            objects = [key] if self.exists(key) else [obj.key for obj in self.list(key)]
+            for found in objects:
+                self.delete(found)
+            return len(objects)
+        versions = self._versions(key)
+        for path, version_id in versions:
+            self._s3.delete_object(Bucket=self._bucket, Key=path, VersionId=version_id)
+        return len(versions)
+
+    def stored_versions(self, key: str) -> int:
+        """Objects and versions (delete markers included) kept at `key` or under `key/`."""
+        if isinstance(self._fs, pafs.LocalFileSystem) or not self._versioned:
+            return 1 if self.exists(key) else len(self.list(key))
+        return len(self._versions(key))
+
+    @cached_property
+    def _s3(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self._s3_endpoint_url, region_name=self._s3_region)
+
+    @property
+    def _bucket(self) -> str:
+        return self._root.split("/", 1)[0]
+
+    @property
+    def _versioned(self) -> bool:
+        """Versioning enabled now or ever (suspended buckets keep the versions they have)."""
+        return "Status" in self._s3.get_bucket_versioning(Bucket=self._bucket)
+
+    def _versions(self, key: str) -> tuple[tuple[str, str], ...]:
+        path = self._path(key).split("/", 1)[1]
+        pages = self._s3.get_paginator("list_object_versions").paginate(
+            Bucket=self._bucket, Prefix=path
+        )
+        return tuple(
+            (entry["Key"], entry["VersionId"])
+            for page in pages
+            for entry in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
+            if entry["Key"] == path or entry["Key"].startswith(f"{path}/")
+        )

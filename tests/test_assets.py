@@ -49,7 +49,7 @@ def test_definitions_load() -> None:
     assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == {
         "raw_document", "parsed_document", "chunks", "embeddings", "index",
         "raw/support_tickets", "stg_support_tickets", "support_ticket_documents",
-        "warehouse_row_events",
+        "warehouse_row_events", "erasure_request",
     }  # fmt: skip
     upstream = defs.resolve_asset_graph().get(raw_document.key).parent_keys
     assert dg.AssetKey("warehouse_row_events") in upstream

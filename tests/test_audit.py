@@ -185,10 +185,21 @@ def test_append_never_overwrites_and_gives_up(
 ) -> None:
     erase(store, 1)
     store.put(record_key(2), b"written by someone else")
-    hide_key(store, monkeypatch, record_key(2), times=APPEND_ATTEMPTS)
+    hide_key(store, monkeypatch, record_key(2), times=APPEND_ATTEMPTS + 1)  # + the dedup scan
 
     with pytest.raises(AuditConflictError, match=r"audit/000000000002\.json was already taken"):
         erase(store, 2)
 
     assert store.get(record_key(2)) == b"written by someone else"
     assert not store.exists(record_key(3))
+
+
+def test_append_is_idempotent_per_request_and_status(store: ObjectStore) -> None:
+    failed = {"status": "failed", "error_type": "OSError"}
+    first = append(store, actor="a", action="erasure", request_id="r", scope={}, outcome=failed)
+    again = append(store, actor="a", action="erasure", request_id="r", scope={}, outcome=failed)
+    done = {"status": "completed"}
+    completed = append(store, actor="a", action="erasure", request_id="r", scope={}, outcome=done)
+
+    assert again == first and completed.sequence == 2
+    assert read_trail(store) == [first, completed] and verify_trail(store) == []

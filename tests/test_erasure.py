@@ -14,8 +14,9 @@ from rag_assets.erasure import execute, lineage_stages
 from rag_assets.ingest import backfill_index, ingest_sources, local_instance
 from rag_assets.resources import RagResource
 from rag_core import audit, erasure, services, warehouse
+from rag_core.cache import build_response_cache, entries_naming
 from rag_core.documents import SourceMetadata, discover, put_source
-from rag_core.erasure import ErasureScope
+from rag_core.erasure import ErasureRequest, ErasureScope
 from rag_core.index import TaggedVersionsError
 from rag_core.kafka import EventPublisher
 from rag_core.schemas import QueryRequest
@@ -48,7 +49,9 @@ def index_with_badges(settings: Settings) -> tuple[dg.DagsterInstance, str]:
     return instance, doc_id
 
 
-def forget(settings: Settings, instance: dg.DagsterInstance, scope: ErasureScope, **options):  # type: ignore[no-untyped-def]
+def forget(
+    settings: Settings, instance: dg.DagsterInstance, scope: ErasureScope, **options: bool
+) -> ErasureRequest:
     request = erasure.submit(services.object_store(settings), scope, "dpo@example.com", **options)
     return execute(settings, instance, request.request_id)
 
@@ -80,11 +83,11 @@ def test_an_erased_document_is_gone_from_every_place(rag_home: Settings) -> None
     assert [path for path in objects.rglob("*") if doc_id in str(path)] == []
     partitions = instance.get_dynamic_partitions(PARTITIONS_NAME)
     assert partitions and not any(key.startswith(doc_id) for key in partitions)
-    # Dagster's history of the runs stays (its storages cannot wipe one partition) and holds
-    # nothing but hashes and counts: no file name, no text, no subject.
+    # Dagster's history of the runs stays (docs/erasure.md says why): it holds the opaque
+    # partition key, but no file name, no text, no subject.
     history = serialize_value([instance.all_logs(run.run_id) for run in instance.get_runs()])
-    assert doc_id in history
     assert not any(word in history for word in ("visitor-badges", "lanyard", SUBJECT))
+    assert services.embedder(settings).embed_query.cache_info().currsize == 0
     assert services.chunk_index(settings).stats().documents == 1  # the other one stays
 
     assert audit.verify_trail(services.object_store(settings)) == []
@@ -144,7 +147,10 @@ def test_tagged_versions_stop_erasure_until_untagging_is_asked(rag_home: Setting
         execute(settings, instance, request.request_id)
     failed = erasure.load(store, request.request_id)
     assert failed is not None and failed.status == "failed" and "quarter-end" in str(failed.error)
-    assert audit.read_trail(store) == []  # nothing is reported done
+    [record] = audit.read_trail(store)  # audited as failed, without the message
+    assert record.outcome["status"] == "failed"
+    assert record.outcome["error_type"] == "TaggedVersionsError"
+    assert "quarter-end" not in record.model_dump_json()
     assert doc_id in services.chunk_index(settings).documents_where("true")  # nor erased
 
     # Resumed with untagging allowed, the same request completes and records the tag.
@@ -153,11 +159,156 @@ def test_tagged_versions_stop_erasure_until_untagging_is_asked(rag_home: Setting
     done = execute(settings, instance, request.request_id)
     assert done.status == "completed" and done.untagged_versions == ["quarter-end"]
     assert services.chunk_index(settings).versions_holding([doc_id]) == []
+    statuses = [record.outcome["status"] for record in audit.read_trail(store)]
+    assert statuses == ["failed", "completed"]
 
 
 def test_an_unknown_document_matches_nothing(rag_home: Settings) -> None:
     request = forget(rag_home, local_instance(rag_home), ErasureScope(doc_ids=["0" * 32]))
     assert request.status == "completed" and request.matched_documents == 0
+
+
+def test_no_match_leaves_a_tagged_table_and_its_history_alone(rag_home: Settings) -> None:
+    instance, _ = index_with_badges(rag_home)
+    table = services.chunk_index(rag_home).table()
+    table.tags.create("quarter-end", table.version)
+    versions = len(table.list_versions())
+
+    request = forget(rag_home, instance, ErasureScope(doc_ids=["0" * 32]))
+
+    assert request.status == "completed" and request.matched_documents == 0
+    assert request.erased == {} and request.untagged_versions == []
+    table = services.chunk_index(rag_home).table()
+    assert table.tags.list().keys() == {"quarter-end"} and len(table.list_versions()) == versions
+
+
+def test_verification_is_a_blocking_asset_check(
+    rag_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage that keeps its artifacts fails the check, and with it the request."""
+    instance, doc_id = index_with_badges(rag_home)
+    store = services.object_store(rag_home)
+    request = erasure.submit(store, ErasureScope(doc_ids=[doc_id]), "dpo@example.com")
+    stage = erasure.Eraser.stage
+    monkeypatch.setattr(
+        erasure.Eraser, "stage", lambda self, name: name == "chunks" or stage(self, name)
+    )
+    rtbf = build_defs(RagResource.for_settings(rag_home)).resolve_job_def("rtbf")
+    config = {"ops": {"erasure_request": {"config": {"resume_request_id": request.request_id}}}}
+
+    result = rtbf.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "absence_verified" and not evaluation.passed
+    assert not result.success
+    failed = erasure.load(store, request.request_id)
+    assert failed is not None and failed.status == "failed"
+    assert failed.error == "RuntimeError: verification failed: artifacts"
+    assert [r.outcome["status"] for r in audit.read_trail(store)] == ["failed"]
+
+    monkeypatch.setattr(erasure.Eraser, "stage", stage)
+    result = rtbf.execute_in_process(run_config=config, instance=instance)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed and evaluation.metadata["artifacts"].value is True
+    done = erasure.load(store, request.request_id)
+    assert done is not None and done.status == "completed"
+
+
+def test_a_run_that_crashed_midway_resumes_and_verifies(
+    rag_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, doc_id = index_with_badges(rag_home)
+    store = services.object_store(rag_home)
+    stage = erasure.Eraser.stage
+
+    def crash_at_parsing(self: erasure.Eraser, name: str) -> None:
+        if name == "parsed_document":
+            raise OSError("storage went away")
+        stage(self, name)
+
+    monkeypatch.setattr(erasure.Eraser, "stage", crash_at_parsing)
+    request = erasure.submit(store, ErasureScope(doc_ids=[doc_id]), "dpo@example.com")
+    with pytest.raises(OSError, match="storage went away"):
+        execute(rag_home, instance, request.request_id)
+    crashed = erasure.load(store, request.request_id)
+    assert crashed is not None and crashed.status == "failed" and crashed.target is not None
+    assert services.chunk_index(rag_home).versions_holding([doc_id]) == []  # index erased
+    assert store.list(f"parsed/{doc_id}")  # parsed output not yet
+
+    monkeypatch.setattr(erasure.Eraser, "stage", stage)
+    done = execute(rag_home, instance, request.request_id)
+    assert done.status == "completed" and all(done.verification.values())
+    assert store.list(f"parsed/{doc_id}") == [] and store.list(f"raw/{doc_id}") == []
+    assert [r.outcome["status"] for r in audit.read_trail(store)] == ["failed", "completed"]
+
+
+def test_a_crash_after_auditing_does_not_audit_twice(
+    rag_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, doc_id = index_with_badges(rag_home)
+    store = services.object_store(rag_home)
+    save = erasure.save
+
+    def crash_on_final_save(store: object, request: ErasureRequest) -> None:
+        if request.status == "completed":
+            raise OSError("crashed before saving")
+        save(store, request)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(erasure, "save", crash_on_final_save)
+    request = erasure.submit(store, ErasureScope(doc_ids=[doc_id]), "dpo@example.com")
+    with pytest.raises(OSError, match="crashed before saving"):
+        execute(rag_home, instance, request.request_id)
+    monkeypatch.setattr(erasure, "save", save)
+
+    assert execute(rag_home, instance, request.request_id).status == "completed"
+    [record] = audit.read_trail(store)
+    assert record.outcome["status"] == "completed" and audit.verify_trail(store) == []
+
+
+def test_a_readmission_lifts_the_tombstones_of_a_request(rag_home: Settings) -> None:
+    instance, doc_id = index_with_badges(rag_home)
+    store = services.object_store(rag_home)
+    request = forget(rag_home, instance, ErasureScope(doc_ids=[doc_id]))
+    put_source(store, BADGES, BADGES_TEXT, SourceMetadata(subjects=[SUBJECT]))
+    assert discover(store, [BADGES]) == []
+
+    record = erasure.readmit(store, request.request_id, "dpo@example.com")
+
+    assert record.action == "readmission" and record.outcome["lifted_tombstones"] == 1
+    assert store.list("tombstones") == []
+    [version] = discover(store, [BADGES])
+    assert version.doc_id == doc_id
+    assert erasure.readmit(store, request.request_id, "dpo@example.com") == record  # once
+    assert audit.verify_trail(store) == [] and len(audit.read_trail(store)) == 2
+    with pytest.raises(KeyError):
+        erasure.readmit(store, "unknown", "dpo@example.com")
+
+
+@pytest.mark.slow
+def test_answers_built_from_an_older_version_are_forgotten(rag_home: Settings) -> None:
+    settings = rag_home
+    instance, doc_id = index_with_badges(settings)
+    services.query_service(settings).query(QueryRequest(question=QUESTION))
+    old_chunks = services.chunk_index(settings).chunk_ids_of([doc_id])
+    store = services.object_store(settings)
+    newer = BADGES_TEXT + b"\nThe registry moved to the fourth floor in spring.\n"
+    put_source(store, BADGES, newer, SourceMetadata(acl=["staff"], subjects=[SUBJECT]))
+    ingest_sources(settings, instance)
+    assert set(old_chunks).isdisjoint(services.chunk_index(settings).chunk_ids_of([doc_id]))
+    services.query_service(settings).query(QueryRequest(question=QUESTION))
+    cache = build_response_cache(settings)
+    assert len(entries_naming(cache, [doc_id])) == 2
+
+    request = forget(settings, instance, ErasureScope(doc_ids=[doc_id]))
+
+    assert request.status == "completed" and request.erased["cached_answers"] == 2
+    assert entries_naming(cache, [doc_id]) == [] and cache.referencing(old_chunks) == 0
+    # The check reads the entries themselves, so an entry it was not told about fails it.
+    cache.set("rag:query:planted", f'{{"citations": [{{"doc_id": "{doc_id}"}}]}}')
+    request.target = erasure.ErasureTarget(doc_ids=[doc_id])
+    index = services.chunk_index(settings)
+    checks = erasure.verify(settings, store, index, cache, request)
+    assert checks["cache"] is False
 
 
 def test_a_scope_names_exactly_one_kind_of_target() -> None:
@@ -173,7 +324,7 @@ def test_the_rtbf_job_erases_along_the_asset_lineage(rag_home: Settings) -> None
     defs = build_defs(RagResource.for_settings(settings))
     assert lineage_stages(defs.resolve_asset_graph()) == tuple(reversed(erasure.STAGE_ORDER))
     result = defs.resolve_job_def("rtbf").execute_in_process(
-        instance=instance, run_config={"ops": {"erase": {"config": {"subject": SUBJECT}}}}
+        instance=instance, run_config={"ops": {"erasure_request": {"config": {"subject": SUBJECT}}}}
     )
     assert result.success
     assert services.chunk_index(settings).versions_holding([doc_id]) == []
