@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Consumer group joins on tansu wait about half the session timeout: 2 s instead of 5 s.
+os.environ.setdefault("RAG_KAFKA_SESSION_TIMEOUT_MS", "3000")
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
