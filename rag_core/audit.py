@@ -36,6 +36,7 @@ from rag_core.objectstore import ObjectStore
 AUDIT_PREFIX = "audit"
 APPEND_ATTEMPTS = 5
 
+HEAD_PATTERN = r"^(\d+):([0-9a-f]{64})?$"  # what `ragctl audit` prints as the head
 _RECORD_KEY = re.compile(rf"{AUDIT_PREFIX}/(\d{{12}})\.json")
 
 
@@ -133,6 +134,14 @@ def head(store: ObjectStore) -> tuple[int, str]:
     so that a truncated trail can be detected later."""
     latest = _latest(store)
     return (latest.sequence, latest.hash) if latest else (0, "")
+
+
+def parse_head(value: str) -> tuple[int, str]:
+    """`SEQUENCE:HASH`, as `ragctl audit` prints the head, back into `head()`'s shape."""
+    match = re.fullmatch(HEAD_PATTERN, value)
+    if match is None:
+        raise ValueError(f"expected head as SEQUENCE:HASH, got {value!r}")
+    return int(match.group(1)), match.group(2) or ""
 
 
 def verify_trail(store: ObjectStore, expected_head: tuple[int, str] | None = None) -> list[str]:

@@ -147,14 +147,25 @@ def forget(
     untag: Annotated[bool, typer.Option(help="Remove tags that keep old versions.")] = False,
     requested_by: Annotated[str, typer.Option()] = os.environ.get("USER", "ragctl"),
     resume: Annotated[str | None, typer.Option(help="Resume a failed request by id.")] = None,
+    readmit: Annotated[
+        str | None, typer.Option(help="Lift the tombstones of a completed request by id.")
+    ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Erase documents (by id, source prefix or data subject) everywhere, verify, audit."""
+    """Erase documents (by id, source prefix or data subject) everywhere, verify, audit;
+    or, with --readmit, let the content a request erased be indexed again (audited)."""
     from rag_assets.erasure import execute
     from rag_assets.ingest import local_instance
 
     settings = get_settings()
     store = services.object_store(settings)
+    if readmit is not None:
+        try:
+            record = erasure.readmit(store, readmit, requested_by)
+        except KeyError as unknown:
+            raise typer.BadParameter(str(unknown)) from unknown
+        print(record.model_dump_json(indent=2) if json else f"readmitted: {record.outcome}")
+        return
     if resume is None:
         try:
             scope = ErasureScope(doc_ids=doc_id or [], source_prefix=prefix, subject=subject)
@@ -176,11 +187,26 @@ def forget(
     )
 
 
+def _parse_head(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    try:
+        return audit.parse_head(value)
+    except ValueError as invalid:
+        raise typer.BadParameter(str(invalid)) from invalid
+
+
 @app.command("audit")
-def audit_trail(json: JsonOption = False) -> None:
+def audit_trail(
+    json: JsonOption = False,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(help="SEQUENCE:HASH published earlier; a truncated trail then fails."),
+    ] = None,
+) -> None:
     """The erasure audit trail and whether its hash chain is intact."""
     store = services.object_store(get_settings())
-    problems = audit.verify_trail(store)
+    problems = audit.verify_trail(store, expected_head=_parse_head(expect_head))
     if json:
         records = [] if problems else audit.read_trail(store)
         print(dumps({"records": [r.model_dump(mode="json") for r in records],

@@ -2,6 +2,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from typer.testing import CliRunner
 
 from rag_core import services
 from rag_core.audit import (
@@ -10,6 +11,7 @@ from rag_core.audit import (
     AuditRecord,
     append,
     head,
+    parse_head,
     read_trail,
     record_hash,
     record_key,
@@ -17,6 +19,7 @@ from rag_core.audit import (
 )
 from rag_core.objectstore import ObjectStore, StoredObject
 from rag_core.settings import Settings
+from rag_serving.cli import app
 
 
 @pytest.fixture
@@ -203,3 +206,19 @@ def test_append_is_idempotent_per_request_and_status(store: ObjectStore) -> None
 
     assert again == first and completed.sequence == 2
     assert read_trail(store) == [first, completed] and verify_trail(store) == []
+
+
+def test_ragctl_audit_fails_on_a_trail_shorter_than_the_expected_head(
+    store: ObjectStore, trail: list[AuditRecord]
+) -> None:
+    sequence, digest = head(store)
+    expected = f"{sequence}:{digest}"
+    assert parse_head(expected) == (3, trail[2].hash) and parse_head("0:") == (0, "")
+    runner = CliRunner()
+    assert runner.invoke(app, ["audit", "--expect-head", expected]).exit_code == 0
+
+    store.delete(record_key(3))
+
+    truncated = runner.invoke(app, ["audit", "--expect-head", expected])
+    assert truncated.exit_code == 1 and "trail truncated" in truncated.output
+    assert runner.invoke(app, ["audit", "--expect-head", "3"]).exit_code == 2

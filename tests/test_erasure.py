@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._serdes import serialize_value
+from typer.testing import CliRunner
 
 from rag_assets.definitions import build_defs
 from rag_assets.documents import PARTITIONS_NAME
@@ -22,6 +23,7 @@ from rag_core.kafka import EventPublisher
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
 from rag_core.streaming import StreamingIndexer
+from rag_serving.cli import app
 
 from conftest import SAMPLE_CORPUS, announce, process
 
@@ -272,8 +274,12 @@ def test_a_readmission_lifts_the_tombstones_of_a_request(rag_home: Settings) -> 
     put_source(store, BADGES, BADGES_TEXT, SourceMetadata(subjects=[SUBJECT]))
     assert discover(store, [BADGES]) == []
 
-    record = erasure.readmit(store, request.request_id, "dpo@example.com")
+    readmitted = CliRunner().invoke(
+        app, ["forget", "--readmit", request.request_id, "--requested-by", "dpo@example.com"]
+    )
 
+    assert readmitted.exit_code == 0, readmitted.output
+    [_, record] = audit.read_trail(store)
     assert record.action == "readmission" and record.outcome["lifted_tombstones"] == 1
     assert store.list("tombstones") == []
     [version] = discover(store, [BADGES])

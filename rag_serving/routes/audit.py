@@ -1,6 +1,8 @@
 """The erasure audit trail, with its verification."""
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from rag_core import audit, services
@@ -20,12 +22,22 @@ class AuditTrail(BaseModel):
 
 
 @router.get("/audit", response_model=AuditTrail)
-def get_audit_trail(settings: SettingsDep) -> AuditTrail:
+def get_audit_trail(
+    settings: SettingsDep,
+    expected_head: Annotated[
+        str | None,
+        Query(
+            pattern=audit.HEAD_PATTERN,
+            description="`SEQUENCE:HASH` published earlier: detects a truncated trail.",
+        ),
+    ] = None,
+) -> AuditTrail:
     """Every record, oldest first; `intact` is false when a record was altered, removed or
-    reordered (`problems` says which). Compare `head_*` with a copy kept elsewhere to detect
-    truncation."""
+    reordered (`problems` says which), or, given the `expected_head` published earlier, when
+    the newest records were removed."""
+    head = None if expected_head is None else audit.parse_head(expected_head)
     store = services.object_store(settings)
-    problems = audit.verify_trail(store)
+    problems = audit.verify_trail(store, expected_head=head)
     sequence, digest = audit.head(store)
     return AuditTrail(
         records=audit.read_trail(store) if not problems else [],

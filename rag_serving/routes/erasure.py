@@ -6,6 +6,7 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, status
 
 from rag_core import erasure, services
+from rag_core.audit import AuditRecord
 from rag_core.erasure import ErasureScope, ErasureStatus, NewErasureRequest
 from rag_core.settings import Settings
 from rag_serving.auth import GOVERNANCE, PrincipalDep, require_scope
@@ -67,3 +68,13 @@ def get_erasure_request(request_id: str, settings: SettingsDep) -> ErasureStatus
     if request is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no erasure request {request_id}")
     return request.view()
+
+
+@router.post("/erasure-requests/{request_id}/readmission", response_model=AuditRecord)
+def readmit(request_id: str, settings: SettingsDep, caller: PrincipalDep) -> AuditRecord:
+    """Lift the tombstones a completed request left, so its content may be indexed again
+    (a re-upload or the next sync); returns the audit record of the readmission."""
+    try:
+        return erasure.readmit(services.object_store(settings), request_id, caller.subject)
+    except KeyError as unknown:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(unknown.args[0])) from unknown

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_erasure import PHRASE, SUBJECT, index_with_badges
 
-from rag_core import services
+from rag_core import audit, services
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 
@@ -65,3 +65,34 @@ def test_a_tampered_trail_is_reported(client: TestClient, rag_home: Settings) ->
     store.put(record.key, store.get(record.key).replace(b'"actor":"dev"', b'"actor":"eve"'))
     trail = client.get("/v1/audit").json()
     assert not trail["intact"] and "tampered" in trail["problems"][0]
+
+
+def test_truncation_is_detected_against_the_expected_head(
+    client: TestClient, rag_home: Settings
+) -> None:
+    client.post("/v1/erasure-requests", json={"subject": SUBJECT})
+    published = client.get("/v1/audit").json()
+    expected = f"{published['head_sequence']}:{published['head_hash']}"
+    assert client.get("/v1/audit", params={"expected_head": expected}).json()["intact"]
+
+    services.object_store(rag_home).delete(audit.record_key(1))
+
+    trail = client.get("/v1/audit", params={"expected_head": expected}).json()
+    assert not trail["intact"] and "truncated" in trail["problems"][0]
+    assert client.get("/v1/audit", params={"expected_head": "1:xyz"}).status_code == 422
+
+
+def test_a_readmission_lifts_the_tombstones_and_is_audited(
+    client: TestClient, rag_home: Settings
+) -> None:
+    request_id = client.post("/v1/erasure-requests", json={"subject": SUBJECT}).json()["request_id"]
+    store = services.object_store(rag_home)
+    assert store.list("tombstones")
+
+    response = client.post(f"/v1/erasure-requests/{request_id}/readmission")
+
+    assert response.status_code == 200 and response.json()["action"] == "readmission"
+    assert store.list("tombstones") == []
+    records = client.get("/v1/audit").json()["records"]
+    assert [r["action"] for r in records] == ["erasure", "readmission"]
+    assert client.post("/v1/erasure-requests/nope/readmission").status_code == 404
