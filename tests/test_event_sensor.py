@@ -51,7 +51,9 @@ def evaluate(
     sensor: dg.SensorDefinition, instance: dg.DagsterInstance, rag: RagResource, cursor: str | None
 ) -> dg.SensorResult | dg.SkipReason:
     with dg.build_sensor_context(instance=instance, resources={"rag": rag}, cursor=cursor) as ctx:
-        return sensor(ctx)
+        result = sensor(ctx)
+    assert isinstance(result, dg.SensorResult | dg.SkipReason)
+    return result
 
 
 def tick(instance: dg.DagsterInstance, rag: RagResource, cursor: str | None) -> dg.SensorResult:
@@ -63,12 +65,12 @@ def tick(instance: dg.DagsterInstance, rag: RagResource, cursor: str | None) -> 
 def launch(result: dg.SensorResult, instance: dg.DagsterInstance, rag: RagResource) -> list[str]:
     """What the daemon does with a sensor result: add partitions, then run each request whose
     run key no earlier run has. Returns the run keys launched."""
-    for request in result.dynamic_partitions_requests:
+    for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(PARTITIONS_NAME, list(request.partition_keys))
     defs = build_defs(rag)
     launched = []
-    for run in result.run_requests:
-        assert run.run_key
+    for run in result.run_requests or []:
+        assert run.run_key and run.job_name
         if instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: run.run_key})):
             continue
         outcome = defs.resolve_job_def(run.job_name).execute_in_process(
@@ -80,6 +82,10 @@ def launch(result: dg.SensorResult, instance: dg.DagsterInstance, rag: RagResour
         assert outcome.success
         launched.append(run.run_key)
     return launched
+
+
+def run_keys_of(result: dg.SensorResult) -> list[str | None]:
+    return [request.run_key for request in result.run_requests or []]
 
 
 def announce(instance: dg.DagsterInstance, rag: RagResource, expected: str) -> None:
@@ -95,7 +101,7 @@ def test_events_become_batched_runs_exactly_once(platform: Settings, corpus_copy
     add_sources(store, [corpus_copy])
     announce(instance, rag, "3 upserts")
     first = tick(instance, rag, None)
-    [add] = first.dynamic_partitions_requests
+    [add] = first.dynamic_partitions_requests or []
     assert len(add.partition_keys) == 3
     assert len(launch(first, instance, rag)) == 1  # all three new versions in one run
     assert index.stats().documents == 3
@@ -111,7 +117,7 @@ def test_events_become_batched_runs_exactly_once(platform: Settings, corpus_copy
     # tick starts from the same cursor and asks for the same work under the same run keys.
     lost = tick(instance, rag, first.cursor)
     retried = tick(instance, rag, first.cursor)
-    assert [r.run_key for r in retried.run_requests] == [r.run_key for r in lost.run_requests]
+    assert run_keys_of(retried) == run_keys_of(lost)
     assert retried.dynamic_partitions_requests == lost.dynamic_partitions_requests
     assert retried.cursor == lost.cursor != first.cursor
     assert len(launch(retried, instance, rag)) == 1
@@ -157,26 +163,26 @@ def version_of(source_key: str, version: str = "v1") -> DocumentVersion:
     )  # fmt: skip
 
 
-def run_keys(plan: ChangePlan, offset: int, known: set[str], in_flight: set[str]) -> list[str]:
+def requested(plan: ChangePlan, offset: int, known: set[str], in_flight: set[str]) -> list[str]:
     latest = {key: (DOCUMENTS, 0, offset) for key in ["documents/a.md", "documents/b.md"]}
     return [r.run_key or "" for r in run_requests(plan, latest, known, in_flight)]
 
 
 def test_each_delete_event_gets_its_own_retire_run() -> None:
     deletion = ChangePlan(upserts=[], deletions={"doc-a": "documents/a.md"}, event_times={})
-    first = run_keys(deletion, 3, set(), set())
-    assert run_keys(deletion, 3, set(), set()) == first  # the same event polled again
-    assert run_keys(deletion, 9, set(), set()) != first  # deleted again after a re-create
+    first = requested(deletion, 3, set(), set())
+    assert requested(deletion, 3, set(), set()) == first  # the same event polled again
+    assert requested(deletion, 9, set(), set()) != first  # deleted again after a re-create
 
 
 def test_a_pending_version_gets_a_new_run_per_event_unless_one_is_in_flight() -> None:
     pending = version_of("documents/a.md")
     plan = ChangePlan(upserts=[pending], deletions={}, event_times={})
     known = {pending.partition_key}
-    [failed] = run_keys(plan, 5, known, set())
-    assert run_keys(plan, 5, known, set()) == [failed]
-    assert run_keys(plan, 6, known, set()) != [failed]
-    assert run_keys(plan, 6, known, {pending.partition_key}) == []
+    [failed] = requested(plan, 5, known, set())
+    assert requested(plan, 5, known, set()) == [failed]
+    assert requested(plan, 6, known, set()) != [failed]
+    assert requested(plan, 6, known, {pending.partition_key}) == []
 
 
 def test_new_versions_share_one_run_keyed_by_their_events() -> None:
@@ -185,9 +191,9 @@ def test_new_versions_share_one_run_keyed_by_their_events() -> None:
         deletions={},
         event_times={},
     )
-    [batch] = run_keys(plan, 4, set(), set())
-    assert batch.startswith("index:") and run_keys(plan, 4, set(), set()) == [batch]
-    assert run_keys(plan, 5, set(), set()) != [batch]
+    [batch] = requested(plan, 4, set(), set())
+    assert batch.startswith("index:") and requested(plan, 4, set(), set()) == [batch]
+    assert requested(plan, 5, set(), set()) != [batch]
 
 
 def test_in_flight_partitions_come_from_runs_not_finished(rag_home: Settings) -> None:
@@ -217,6 +223,12 @@ def freshness_record(store: ObjectStore, name: str, lag: float, age: float = 0.0
     store.put(artifact_key("freshness", name, "v1"), record.model_dump_json().encode())
 
 
+def check_freshness(rag: RagResource) -> dg.AssetCheckResult:
+    result = freshness_lag(rag=rag)
+    assert isinstance(result, dg.AssetCheckResult)
+    return result
+
+
 def test_freshness_check_judges_recent_versions_against_the_sla(
     rag_home: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,19 +236,19 @@ def test_freshness_check_judges_recent_versions_against_the_sla(
     rag = RagResource.for_settings(rag_home)
     store = rag.store()
 
-    empty = freshness_lag(rag=rag)
+    empty = check_freshness(rag)
     assert empty.passed and empty.metadata["versions"].value == 0
     assert "No version" in (empty.description or "")
 
     freshness_record(store, "quick", lag=2.0)
     freshness_record(store, "slow-long-ago", lag=500.0, age=2 * 3600)  # outside the window
-    within = freshness_lag(rag=rag)
+    within = check_freshness(rag)
     assert within.passed
     assert within.metadata["versions"].value == 1
     assert within.metadata["sla_seconds"].value == 10
 
     freshness_record(store, "late", lag=30.0)
-    late = freshness_lag(rag=rag)
+    late = check_freshness(rag)
     assert not late.passed
     assert late.metadata["late_versions"].value == 1
     assert late.metadata["max_seconds"].value == 30.0
