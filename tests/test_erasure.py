@@ -4,6 +4,7 @@ audit trail verifies; erased content cannot come back through a replay."""
 
 from pathlib import Path
 
+import boto3
 import dagster as dg
 import pytest
 from dagster._serdes import serialize_value
@@ -72,6 +73,7 @@ def test_an_erased_document_is_gone_from_every_place(rag_home: Settings) -> None
     assert request.status == "completed" and all(request.verification.values())
     assert request.matched_documents == 1 and request.erased["cached_answers"] == 1
     assert request.scope is None  # the request no longer names anything
+    assert services.embedder(settings).embed_query.cache_info().currsize == 0
     hits = services.retriever(settings).search(PHRASE, 10)
     assert all(hit.doc_id != doc_id for hit in hits)
     answer = services.query_service(settings).query(QueryRequest(question=QUESTION))
@@ -89,7 +91,6 @@ def test_an_erased_document_is_gone_from_every_place(rag_home: Settings) -> None
     # partition key, but no file name, no text, no subject.
     history = serialize_value([instance.all_logs(run.run_id) for run in instance.get_runs()])
     assert not any(word in history for word in ("visitor-badges", "lanyard", SUBJECT))
-    assert services.embedder(settings).embed_query.cache_info().currsize == 0
     assert services.chunk_index(settings).stats().documents == 1  # the other one stays
 
     assert audit.verify_trail(services.object_store(settings)) == []
@@ -339,11 +340,17 @@ def test_the_rtbf_job_erases_along_the_asset_lineage(rag_home: Settings) -> None
 
 @pytest.mark.slow
 def test_erasure_on_s3_holds_against_a_replayed_event(s3_platform: Settings) -> None:
+    """On a versioned bucket, so every older object version has to go too."""
     settings = s3_platform
     store = services.object_store(settings)
+    bucket = settings.object_store_uri.removeprefix("s3://").split("/")[0]
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     worker = StreamingIndexer(settings)
     try:
+        put_source(store, BADGES, b"# Visitor badges\n\nA draft.\n")  # an older version
         put_source(store, BADGES, BADGES_TEXT, SourceMetadata(subjects=[SUBJECT]))
+        assert store.stored_versions(BADGES) == 2
         [event] = announce(settings)
         [indexed] = process(worker)
         [doc_id] = [m.doc_id for m in indexed.indexed]
@@ -353,6 +360,8 @@ def test_erasure_on_s3_holds_against_a_replayed_event(s3_platform: Settings) -> 
         assert request.status == "completed" and request.matched_documents == 1
         assert all(request.verification.values())
         assert store.list("documents/security") == []
+        for key in (BADGES, f"raw/{doc_id}", f"parsed/{doc_id}", f"chunks/{doc_id}"):
+            assert store.stored_versions(key) == 0, key
 
         # The source puts the same bytes back and the old event is delivered again.
         put_source(store, BADGES, BADGES_TEXT, SourceMetadata(subjects=[SUBJECT]))
