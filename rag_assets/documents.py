@@ -157,6 +157,7 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
     return dg.MaterializeResult(
         metadata={
             "inserted_chunks": result.inserted,
+            "access_updated_documents": len(result.access_updated),
             "retired_versions": len(result.retired),
             "table_version": stats.table_version,
             "table_chunks": stats.chunks,

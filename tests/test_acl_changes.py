@@ -164,9 +164,11 @@ def test_a_run_over_a_partition_whose_acl_changed_calls_no_model(
     assert manifest.partition_key == partition and manifest.acl == ["staff"]
     encode_calls.clear()
     job = build_defs(RagResource.for_settings(settings)).resolve_job_def(ingest_documents.name)
-    assert job.execute_in_process(instance=instance, partition_key=partition).success
+    result = job.execute_in_process(instance=instance, partition_key=partition)
 
-    assert encode_calls == []
+    assert result.success and encode_calls == []
+    [materialization] = result.asset_materializations_for_node("index")
+    assert materialization.metadata["access_updated_documents"].value == 1
     assert manifest.doc_id in doc_ids_seen(settings, {"staff"})
     assert manifest.doc_id not in doc_ids_seen(settings, {"finance"})
     assert plan_changes(store, index, batch).empty
