@@ -24,7 +24,10 @@ def llm_settings(sample_index: Settings) -> Iterator[Settings]:
     assert model.stat().st_size == LOCAL_MODEL_BYTES
     port = free_port()
     with LocalLLMServer(model, port) as server:
-        yield sample_index.model_copy(update={"llm_base_url": server.base_url})
+        # A loaded 2-core machine can take over a minute per answer; fall back only on failure.
+        yield sample_index.model_copy(
+            update={"llm_base_url": server.base_url, "llm_timeout_seconds": 300.0}
+        )
 
 
 @pytest.fixture(scope="module")
