@@ -3,6 +3,7 @@ names one, so every API replica draws from the same buckets, in process otherwis
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 from rag_core.settings import Settings
@@ -31,18 +32,23 @@ class RateLimiter(Protocol):
 
 
 class LocalRateLimiter:
-    def __init__(self, capacity: int, per_second: float):
-        self.capacity, self.per_second = capacity, per_second
-        self._buckets: dict[str, tuple[float, float]] = {}
+    """Buckets in an LRU map of at most `max_buckets`: the one dropped has been idle longest,
+    so it is usually full again anyway, and callers cannot grow the map without bound."""
+
+    def __init__(self, capacity: int, per_second: float, max_buckets: int = 10_000):
+        self.capacity, self.per_second, self.max_buckets = capacity, per_second, max_buckets
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def acquire(self, key: str) -> float:
         with self._lock:
             now = time.monotonic()
-            tokens, at = self._buckets.get(key, (float(self.capacity), now))
+            tokens, at = self._buckets.pop(key, (float(self.capacity), now))
             tokens = min(self.capacity, tokens + (now - at) * self.per_second)
             wait = 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
             self._buckets[key] = (tokens - 1 if wait == 0.0 else tokens, now)
+            if len(self._buckets) > self.max_buckets:
+                self._buckets.popitem(last=False)
             return wait
 
 
@@ -59,6 +65,7 @@ class RedisRateLimiter:
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
     per_second = settings.rate_limit_per_minute / 60
-    if settings.cache_url.startswith(("redis://", "rediss://")):
-        return RedisRateLimiter(settings.cache_url, settings.rate_limit_burst, per_second)
+    url = settings.cache_url.get_secret_value()
+    if url.startswith(("redis://", "rediss://")):
+        return RedisRateLimiter(url, settings.rate_limit_burst, per_second)
     return LocalRateLimiter(settings.rate_limit_burst, per_second)

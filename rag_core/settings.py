@@ -82,7 +82,11 @@ class Settings(BaseSettings):
         description="Price per million prompt and completion tokens, in `currency`, by model.",
     )
     currency: str = "GBP"
-    cache_url: str = Field(default="", description="redis://… to share the response cache.")
+    cache_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="redis://… to share the response cache and rate limits; a secret, as it "
+        "may carry a password.",
+    )
     cache_ttl_seconds: int = Field(default=86400, ge=1)
 
     kafka_bootstrap_servers: str = Field(
@@ -127,6 +131,12 @@ class Settings(BaseSettings):
         default="groups", description="Claim path holding the caller's groups."
     )
     oidc_jwks_cache_seconds: int = Field(default=3600, ge=1)
+    oidc_jwks_refetch_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="Least time between fetches of the issuer's keys, however many tokens name "
+        "an unknown key id or however long the issuer is unreachable.",
+    )
     rate_limit_per_minute: int = Field(
         default=120, ge=1, description="Sustained requests per caller and route."
     )

@@ -1,13 +1,17 @@
 """Who is calling, and what they may do: bearer JWTs from the OIDC issuer, verified with
 joserfc against the issuer's published keys, or in dev mode a local all-scopes identity.
 
-Keys come from the discovery document's `jwks_uri`, are cached, and are fetched again when a
-token names a key id the cache lacks (key rotation). Only asymmetric algorithms are
-accepted, so neither `alg: none` nor an HMAC token keyed with the public key gets through.
+Keys come from the discovery document's `jwks_uri` (the document must name the configured
+issuer), are cached, and are fetched again when a token names a key id the cache lacks (key
+rotation). Fetches are at least `oidc_jwks_refetch_seconds` apart, so unauthenticated traffic
+with made-up key ids cannot make us hammer the issuer, and while the issuer is unreachable the
+cached keys go on serving. Only asymmetric algorithms are accepted, so neither `alg: none` nor
+an HMAC token keyed with the public key gets through.
 """
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -59,11 +63,18 @@ def _strings(value: Any) -> set[str]:
 
 
 class OIDCVerifier:
-    def __init__(self, settings: Settings, client: httpx.Client | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings = settings
         self._client = client or httpx.Client(timeout=5.0)
+        self._clock = clock
         self._keys: KeySet | None = None
-        self._fetched_at = 0.0
+        self._fetched_at = self._attempted_at = -math.inf
+        self._lock = threading.Lock()
         self._claims = jwt.JWTClaimsRegistry(
             leeway=30,
             iss={"essential": True, "value": settings.oidc_issuer},
@@ -72,28 +83,53 @@ class OIDCVerifier:
             sub={"essential": True},
         )
 
+    def _get_json(self, url: str) -> Any:
+        response = self._client.get(url)
+        response.raise_for_status()
+        return response.json()
+
     def _fetch_keys(self) -> KeySet:
-        issuer = self.settings.oidc_issuer.rstrip("/")
-        discovery = self._client.get(f"{issuer}/.well-known/openid-configuration").json()
-        self._keys = KeySet.import_key_set(self._client.get(discovery["jwks_uri"]).json())
-        self._fetched_at = time.monotonic()
+        issuer = self.settings.oidc_issuer
+        discovery = self._get_json(f"{issuer.rstrip('/')}/.well-known/openid-configuration")
+        named = discovery.get("issuer") if isinstance(discovery, dict) else None
+        if named != issuer:
+            raise ValueError(f"the discovery document names issuer {named!r}, not {issuer!r}")
+        return KeySet.import_key_set(self._get_json(discovery["jwks_uri"]))
+
+    def _refresh(self) -> None:
+        """Fetch the keys; on failure keep the cached ones, if any."""
+        try:
+            self._keys = self._fetch_keys()
+            self._fetched_at = self._clock()
+        except (httpx.HTTPError, JoseError, ValueError, KeyError, TypeError) as exc:
+            log.warning("could not fetch the OIDC issuer's keys: %s", exc)
+
+    def _key_set(self, unknown_kid: bool = False) -> KeySet:
+        with self._lock:  # one caller fetches; the others go on with the cached keys
+            now = self._clock()
+            stale = now - self._fetched_at > self.settings.oidc_jwks_cache_seconds
+            due = now - self._attempted_at >= self.settings.oidc_jwks_refetch_seconds
+            fetch = (stale or unknown_kid) and due
+            if fetch:
+                self._attempted_at = now
+        if fetch:
+            self._refresh()
+        if self._keys is None:
+            raise Unauthenticated("the issuer's keys could not be fetched")
         return self._keys
 
-    def _key_set(self, refresh: bool = False) -> KeySet:
-        stale = time.monotonic() - self._fetched_at > self.settings.oidc_jwks_cache_seconds
-        if refresh or stale or self._keys is None:
+    def _decode(self, token: str) -> jwt.Token:
+        try:
+            return jwt.decode(token, self._key_set(), algorithms=ALGORITHMS)
+        except InvalidKeyIdError:  # perhaps the issuer rotated its keys since we fetched them
             try:
-                return self._fetch_keys()
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                raise Unauthenticated("the issuer's keys could not be fetched") from exc
-        return self._keys
+                return jwt.decode(token, self._key_set(unknown_kid=True), algorithms=ALGORITHMS)
+            except InvalidKeyIdError as exc:
+                raise Unauthenticated("no key of the issuer has the token's key id") from exc
 
     def verify(self, token: str) -> Principal:
         try:
-            try:
-                decoded = jwt.decode(token, self._key_set(), algorithms=ALGORITHMS)
-            except InvalidKeyIdError:  # the issuer rotated its keys since we fetched them
-                decoded = jwt.decode(token, self._key_set(refresh=True), algorithms=ALGORITHMS)
+            decoded = self._decode(token)
             self._claims.validate(decoded.claims)
         except JoseError as exc:
             raise Unauthenticated(exc.description or exc.error) from exc
@@ -137,10 +173,12 @@ def get_principal(
 
 
 def _unauthorized(reason: str) -> HTTPException:
+    # Reasons can quote the token's header (its `alg`): keep the header value well-formed.
+    quoted = "".join(c for c in reason if c.isascii() and c.isprintable() and c not in '"\\')
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         reason,
-        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'},
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
     )
 
 
@@ -155,7 +193,9 @@ def require_scope(scope: str) -> Callable[[Request, Principal], Principal]:
         if scope not in principal.scopes:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing scope {scope}")
         limiter: RateLimiter = request.app.state.rate_limiter
-        wait = limiter.acquire(f"{principal.subject}:{request.method}:{request.url.path}")
+        # The route's template, not the path: varying an id in the path is the same route.
+        route = request.scope["route"].path
+        wait = limiter.acquire(f"{principal.subject}:{request.method}:{route}")
         if wait > 0:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from rag_core import services
-from rag_core.cache import build_response_cache, cache_key, normalize_question
+from rag_core.cache import build_response_cache, cache_key, entries_naming, normalize_question
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
 
@@ -34,7 +35,7 @@ def test_cache_keys_are_stable_and_sensitive() -> None:
 def test_replicas_share_answers_through_redis(rag_home: Settings, tmp_path: Path) -> None:
     _redis_or_skip()
     (tmp_path / "lab.md").write_text("# Lab\n\nThe laboratory is open to staff on weekdays only.\n")
-    settings = rag_home.model_copy(update={"cache_url": REDIS_URL})
+    settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
     ingest(settings, tmp_path / "lab.md")
     request = QueryRequest(question="When is the laboratory open?")
 
@@ -56,7 +57,7 @@ def test_forgetting_chunks_deletes_every_answer_built_from_them(
     settings = rag_home
     if backend == "redis":
         _redis_or_skip()
-        settings = rag_home.model_copy(update={"cache_url": REDIS_URL})
+        settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
     cache = build_response_cache(settings)
     run = uuid.uuid4().hex
     first, second, other = (f"{run}:{name}" for name in ("first", "second", "other"))
@@ -70,3 +71,21 @@ def test_forgetting_chunks_deletes_every_answer_built_from_them(
     assert cache.get(other) == "quotes chunk 3"
     assert cache.referencing([f"{run}-1", f"{run}-2"]) == 0
     assert cache.forget([f"{run}-2"]) == 0  # forgetting again finds nothing
+
+
+@pytest.mark.parametrize("backend", ["diskcache", "redis"])
+def test_entries_citing_a_document_are_found_by_reading_them(
+    rag_home: Settings, backend: str
+) -> None:
+    settings = rag_home
+    if backend == "redis":
+        _redis_or_skip()
+        settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
+    cache = build_response_cache(settings)
+    run = uuid.uuid4().hex
+    citing = f"rag:query:{run}:citing"
+    cache.set(citing, f'{{"citations": [{{"doc_id": "{run}-doc", "chunk_id": "c"}}]}}')
+    cache.set(f"rag:query:{run}:other", '{"citations": []}', [f"{run}-doc"])
+
+    assert entries_naming(cache, [f"{run}-doc"]) == [citing]  # the filing is not read
+    assert cache.delete([citing]) == 1 and entries_naming(cache, [f"{run}-doc"]) == []

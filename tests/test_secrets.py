@@ -57,3 +57,11 @@ def test_a_missing_secret_names_the_reference_only(secrets_manager, monkeypatch)
     monkeypatch.setenv("RAG_COHERE_API_KEY", "aws-sm://rag/absent")
     with pytest.raises(ValueError, match="aws-sm://rag/absent could not be resolved"):
         Settings()
+
+
+def test_the_cache_url_is_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cache-url").write_text("redis://:hunter2@cache.internal:6379/0\n")
+    monkeypatch.setenv("RAG_CACHE_URL_FILE", str(tmp_path / "cache-url"))
+    settings = Settings()
+    assert settings.cache_url.get_secret_value() == "redis://:hunter2@cache.internal:6379/0"
+    assert "hunter2" not in repr(settings) and "hunter2" not in settings.model_dump_json()

@@ -23,18 +23,21 @@ def client(sample_index: Settings) -> Iterator[TestClient]:
 
 class Issuer:
     """An OIDC issuer on loopback: discovery document and JWKS over HTTP, tokens signed with
-    real RSA keys (joserfc); keys can be rotated while it runs."""
+    real RSA keys (joserfc); keys can be rotated while it runs. `requests` counts the GETs;
+    `advertised` makes the discovery document name another issuer."""
 
-    def __init__(self) -> None:
+    def __init__(self, advertised: str | None = None) -> None:
         self.keys = {"k1": RSAKey.generate_key(2048, parameters={"kid": "k1"})}
         self.published = ["k1"]
+        self.requests = 0
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                issuer.requests += 1
                 documents = {
                     "/.well-known/openid-configuration": {
-                        "issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
+                        "issuer": advertised or issuer.url, "jwks_uri": f"{issuer.url}/jwks",
                     },
                     "/jwks": {"keys": [issuer.keys[k].as_dict(private=False)
                                        for k in issuer.published]},
@@ -61,6 +64,7 @@ class Issuer:
 
     def stop(self) -> None:
         self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,9 @@ import uuid
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from rag_core.ratelimit import LocalRateLimiter
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 from routes.conftest import Issuer, bearer, oidc
@@ -29,6 +31,20 @@ def test_a_caller_over_its_rate_gets_429_with_retry_after(sample_index: Settings
         assert client.get("/healthz").status_code == 200  # probes are not limited
 
 
+def test_ids_in_the_path_draw_from_the_route_bucket(sample_index: Settings) -> None:
+    with TestClient(create_app(limited(sample_index))) as client:
+        codes = [client.get(f"/v1/erasure-requests/r{n}").status_code for n in range(3)]
+    assert codes == [404, 404, 429]
+
+
+def test_in_process_buckets_are_bounded() -> None:
+    limiter = LocalRateLimiter(capacity=1, per_second=1e-6, max_buckets=2)
+    assert limiter.acquire("a") == 0 and limiter.acquire("a") > 0
+    assert limiter.acquire("b") == 0 and limiter.acquire("c") == 0  # "a" is dropped
+    assert limiter.acquire("a") == 0  # a new, full bucket; now "b" is dropped
+    assert limiter.acquire("c") > 0 and limiter.acquire("b") == 0
+
+
 def test_two_replicas_share_the_limit_through_redis(sample_index: Settings, issuer: Issuer) -> None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
@@ -36,7 +52,7 @@ def test_two_replicas_share_the_limit_through_redis(sample_index: Settings, issu
         if os.environ.get("CI") == "true":
             raise
         pytest.skip("no Redis server on 127.0.0.1:6379")
-    settings = limited(oidc(sample_index, issuer), cache_url=REDIS_URL)
+    settings = limited(oidc(sample_index, issuer), cache_url=SecretStr(REDIS_URL))
     token = bearer(issuer.token(sub=f"caller-{uuid.uuid4().hex}"))
     with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
         assert first.post("/v1/search", json=SEARCH, headers=token).status_code == 200
