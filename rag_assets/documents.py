@@ -13,6 +13,7 @@ import dagster as dg
 
 from rag_assets.resources import RagResource
 from rag_core import pipeline
+from rag_core.changes import record_announced_freshness
 from rag_core.documents import DocumentVersion, capture_raw, read_manifest
 from rag_core.ids import partition_key, split_partition_key
 from rag_core.index import ChunkIndex, LiveVersions
@@ -152,6 +153,7 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
     )
     for doc_id, version in result.retired:
         context.instance.delete_dynamic_partition(PARTITIONS_NAME, partition_key(doc_id, version))
+    freshness = record_announced_freshness(store, manifests)
     live = chunk_index.live_versions()
     stats = chunk_index.stats(live)
     return dg.MaterializeResult(
@@ -162,6 +164,9 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
             "table_version": stats.table_version,
             "table_chunks": stats.chunks,
             "table_documents": stats.documents,
+            "max_freshness_lag_seconds": round(max(r.lag_seconds for r in freshness), 3)
+            if freshness
+            else None,
         },
         check_results=_index_checks(context, chunk_index, result.chunk_counts, dimension, live),
     )

@@ -21,7 +21,13 @@ from dagster._core.storage.tags import (
 
 from rag_assets.documents import PARTITIONS_NAME, document_versions, index, ingest_documents
 from rag_assets.resources import RagResource
-from rag_core.changes import ChangePlan, plan_changes, read_batch, recent_freshness
+from rag_core.changes import (
+    ChangePlan,
+    note_announcements,
+    plan_changes,
+    read_batch,
+    recent_freshness,
+)
 from rag_core.documents import DocumentVersion
 from rag_core.events import topics
 from rag_core.ids import digest, doc_id_for, partition_key
@@ -205,6 +211,7 @@ def document_change_runs(
         for message, reason in batch.malformed:
             publisher.dead_letter(message, reason)
     plan = plan_changes(store, rag.index(), batch)
+    note_announcements(store, plan)
     partitions = context.instance.get_dynamic_partitions(PARTITIONS_NAME)
     known = set(partitions)
     in_flight = in_flight_partitions(context.instance, partitions)

@@ -136,22 +136,47 @@ class Freshness(BaseModel):
 
 
 def record_freshness(
-    store: ObjectStore, plan: ChangePlan, indexed: Iterable[DocumentVersion]
+    store: ObjectStore, event_times: dict[str, datetime], indexed: Iterable[DocumentVersion]
 ) -> list[Freshness]:
-    """Record, per indexed version, when its change was announced and when it became
-    queryable (now)."""
+    """Record, per indexed version, when its change was announced (`event_times` by doc id)
+    and when it became queryable (now)."""
     now = datetime.now(UTC)
     records = [
-        Freshness(doc_id=m.doc_id, version=m.version, event_time=plan.event_times[m.doc_id],
+        Freshness(doc_id=m.doc_id, version=m.version, event_time=event_times[m.doc_id],
                   queryable_at=now)
         for m in indexed
-        if m.doc_id in plan.event_times
+        if m.doc_id in event_times
     ]  # fmt: skip
     for record in records:
         store.put(
             artifact_key("freshness", record.doc_id, record.version),
             record.model_dump_json().encode(),
         )
+    return records
+
+
+def note_announcements(store: ObjectStore, plan: ChangePlan) -> None:
+    """Runs path: keep each upsert's event time beside its version, so the run that indexes
+    it can record its freshness (the sensor that saw the event is gone by then). The first
+    announcement counts: a version announced again waited since the first."""
+    for manifest in plan.upserts:
+        key = artifact_key("announced", manifest.doc_id, manifest.version)
+        if manifest.doc_id in plan.event_times and not store.exists(key):
+            store.put(key, plan.event_times[manifest.doc_id].isoformat().encode())
+
+
+def record_announced_freshness(
+    store: ObjectStore, indexed: Iterable[DocumentVersion]
+) -> list[Freshness]:
+    """Freshness of the versions a run indexed whose change events the sensor noted."""
+    announced = {m.doc_id: (m, artifact_key("announced", m.doc_id, m.version)) for m in indexed}
+    noted = {doc_id: key for doc_id, (_, key) in announced.items() if store.exists(key)}
+    event_times = {
+        doc_id: datetime.fromisoformat(store.get(key).decode()) for doc_id, key in noted.items()
+    }
+    records = record_freshness(store, event_times, [m for m, _ in announced.values()])
+    for key in noted.values():
+        store.delete(key)
     return records
 
 

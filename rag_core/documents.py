@@ -11,7 +11,7 @@ from rag_core.ids import doc_id_for, partition_key, version_for
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 
 ARTIFACT_PREFIXES = (
-    "manifests", "raw", "parsed", "failures", "chunks", "embeddings", "freshness",
+    "manifests", "raw", "parsed", "failures", "chunks", "embeddings", "announced", "freshness",
 )  # fmt: skip
 
 

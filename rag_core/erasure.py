@@ -45,7 +45,7 @@ STAGE_ARTIFACTS = {
     "parsed_document": ("parsed", "failures"),
     "chunks": ("chunks",),
     "embeddings": ("embeddings",),
-    "index": ("freshness",),
+    "index": ("announced", "freshness"),
 }
 STAGE_ORDER = tuple(STAGE_ARTIFACTS)
 

@@ -144,7 +144,7 @@ class StreamingIndexer:
             self.on_batch(outcome)
 
     def _record_freshness(self, plan: ChangePlan, outcome: BatchOutcome) -> None:
-        outcome.freshness = record_freshness(self.store, plan, plan.upserts)
+        outcome.freshness = record_freshness(self.store, plan.event_times, plan.upserts)
         for record in outcome.freshness:
             FRESHNESS_LAG.labels("upsert").observe(record.lag_seconds)
         now = datetime.now(UTC)

@@ -27,7 +27,7 @@ from rag_assets.events import (
 from rag_assets.ingest import local_instance
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.changes import ChangePlan, Freshness
+from rag_core.changes import ChangePlan, Freshness, recent_freshness
 from rag_core.documents import DocumentVersion, add_sources, artifact_key, delete_source
 from rag_core.events import table_row_change
 from rag_core.kafka import EventPublisher
@@ -105,6 +105,11 @@ def test_events_become_batched_runs_exactly_once(platform: Settings, corpus_copy
     assert len(add.partition_keys) == 3
     assert len(launch(first, instance, rag)) == 1  # all three new versions in one run
     assert index.stats().documents == 3
+    # The run records each version's event-to-queryable lag, as the streaming worker does.
+    lags = recent_freshness(store)
+    assert sorted(f"{r.doc_id}@{r.version}" for r in lags) == sorted(add.partition_keys)
+    assert all(0 < r.lag_seconds < 600 for r in lags)
+    assert not list(store.list("announced"))
 
     # A table-row event with no warehouse here can never be applied: it is dead-lettered and
     # the tick goes on with the document event beside it.
