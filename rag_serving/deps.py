@@ -4,6 +4,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from rag_core import services
+from rag_core.objectstore import ObjectStore
 from rag_core.querying import QueryService
 from rag_core.retrieval import Retriever
 from rag_core.settings import Settings
@@ -28,3 +30,10 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_object_store(settings: SettingsDep) -> ObjectStore:
+    return services.object_store(settings)
+
+
+ObjectStoreDep = Annotated[ObjectStore, Depends(get_object_store)]

@@ -3,7 +3,7 @@ explicit CORS policy, and no stack trace for an unexpected error."""
 
 import logging
 
-from fastapi import FastAPI, Request, Response, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
@@ -21,13 +21,28 @@ SECURITY_HEADERS = {
 }
 
 
+def _too_large(limit: int) -> str:
+    return f"request body over {limit} bytes"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 once it passes `limit`: the middleware only sees the
+    declared length, and a chunked body declares none."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(limit))
+    return bytes(body)
+
+
 def protect(app: FastAPI, settings: Settings) -> None:
     @app.middleware("http")
     async def limits_and_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > settings.max_request_bytes:
             response: Response = JSONResponse(
-                {"detail": f"request body over {settings.max_request_bytes} bytes"},
+                {"detail": _too_large(settings.max_request_bytes)},
                 status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
         else:

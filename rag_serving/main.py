@@ -11,7 +11,7 @@ from rag_core.settings import Settings, get_settings
 from rag_serving.auth import build_authenticator
 from rag_serving.hardening import protect
 from rag_serving.observability import configure_tracing, instrument
-from rag_serving.routes import audit, erasure, health, metrics, query, search
+from rag_serving.routes import admin, audit, erasure, health, ingest, metrics, query, search
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,6 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = build_rate_limiter(settings)
     instrument(app)
     protect(app, settings)
-    for module in (health, search, query, erasure, audit, metrics):
+    for module in (health, search, query, ingest, erasure, audit, admin, metrics):
         app.include_router(module.router)
     return app

@@ -1,0 +1,134 @@
+"""Uploads and reindexing. An upload is stored as a source under `documents/` with its acl
+sidecar, where the object-store sensor finds it (within 15 s) like any dropped file; reindex
+indexes a document's source as it is now, in the background, without waiting for that."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from rag_core.documents import (
+    METADATA_SUFFIX,
+    WAREHOUSE_PREFIX,
+    DocumentVersion,
+    SourceMetadata,
+    discover,
+    known_versions,
+    put_source,
+    read_manifest,
+    tombstone_key,
+)
+from rag_core.ids import version_for
+from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
+from rag_core.settings import Settings
+from rag_serving.auth import INGEST, require_scope
+from rag_serving.deps import ObjectStoreDep, SettingsDep
+from rag_serving.hardening import read_body
+
+router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_scope(INGEST))])
+log = logging.getLogger(__name__)
+
+RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+class AcceptedDocument(BaseModel):
+    source_key: str
+    doc_id: str
+    version: str
+
+
+def source_key_for(key: str) -> str:
+    """`documents/<key>`; 422 for a key that could leave `documents/`, or pass for a sidecar
+    or a warehouse row."""
+    source_key = f"{SOURCES_PREFIX}/{key}"
+    if (
+        any(part in ("", ".", "..") for part in key.split("/"))
+        or not key.isprintable()
+        or "\\" in key
+        or key.endswith(METADATA_SUFFIX)
+        or source_key.startswith(f"{WAREHOUSE_PREFIX}/")
+    ):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "key must be a relative path of non-empty segments other than . and .., outside "
+            f"warehouse/, not ending in {METADATA_SUFFIX}",
+        )
+    return source_key
+
+
+def _store(
+    store: ObjectStore, source_key: str, content: bytes, metadata: SourceMetadata | None
+) -> DocumentVersion:
+    if store.exists(tombstone_key(version_for(content))):
+        raise HTTPException(status.HTTP_409_CONFLICT, "this content was erased on request")
+    put_source(store, source_key, content, metadata)
+    return discover(store, [source_key])[0]
+
+
+def _accepted(version: DocumentVersion) -> AcceptedDocument:
+    return AcceptedDocument(
+        source_key=version.source_key, doc_id=version.doc_id, version=version.version
+    )
+
+
+@router.post(
+    "/documents",
+    response_model=AcceptedDocument,
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=RAW_BODY,
+)
+async def upload_document(
+    request: Request,
+    store: ObjectStoreDep,
+    settings: SettingsDep,
+    key: Annotated[str, Query(min_length=1, max_length=512, description="Path under documents/.")],
+    acl: Annotated[list[str], Query(default_factory=list, description="Groups that may read it.")],
+    subjects: Annotated[list[str], Query(default_factory=list, description="People it is about.")],
+) -> AcceptedDocument:
+    """Store the body as the source `documents/<key>` (replacing one there), readable by
+    `acl`'s groups (everyone when none). It is indexed by the next sync, or at once through
+    reindex with the returned `doc_id`."""
+    source_key = source_key_for(key)
+    content = await read_body(request, settings.max_request_bytes)
+    if not content:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the document is empty")
+    metadata = SourceMetadata(acl=acl, subjects=subjects) if acl or subjects else None
+    return _accepted(await run_in_threadpool(_store, store, source_key, content, metadata))
+
+
+def index_source(settings: Settings, source_key: str) -> None:
+    from rag_assets.ingest import IndexingRunFailed, ingest_sources, local_instance
+
+    try:
+        ingest_sources(settings, local_instance(settings), [source_key])
+    except IndexingRunFailed:
+        log.exception("reindexing %s failed", source_key)
+
+
+@router.post(
+    "/documents/{doc_id}/reindex",
+    response_model=AcceptedDocument,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+def reindex_document(
+    doc_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="32 hex digits.")],
+    store: ObjectStoreDep,
+    settings: SettingsDep,
+    tasks: BackgroundTasks,
+) -> AcceptedDocument:
+    """Index the document's source as it is now (a new version, a changed acl), in the
+    background; a version already indexed is left as it is."""
+    versions = known_versions(store, doc_id)
+    source_key = read_manifest(store, doc_id, versions[0]).source_key if versions else None
+    current = discover(store, [source_key]) if source_key else []
+    if not current:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {doc_id} with a source")
+    tasks.add_task(index_source, settings, current[0].source_key)
+    return _accepted(current[0])
