@@ -124,11 +124,14 @@ def run_requests(
     pending = [
         m for m in plan.upserts if m.partition_key in known and m.partition_key not in in_flight
     ]
+    access_only = {m.partition_key for m in plan.access_only}
     requests = [
         dg.RunRequest(
             job_name=ingest_documents.name,
             partition_key=m.partition_key,
             run_key=f"{m.partition_key}@{_named(latest[m.source_key])}",
+            # Only the rows' access changed: the index asset updates it, nothing is rebuilt.
+            asset_selection=[index.key] if m.partition_key in access_only else None,
         )
         for m in pending
     ]

@@ -1,7 +1,7 @@
 """The streaming worker's record in Dagster: each version it indexes shows as materialized
-partitions of every document asset (runless events), retired versions lose their partitions,
-and each batch reports the freshness check. Dagster stays the control plane, without a run's
-start-up on the path from event to queryable."""
+partitions of every document asset (runless events; only `index` for an access change),
+retired versions lose their partitions, and each batch reports the freshness check. Dagster
+stays the control plane, without a run's start-up on the path from event to queryable."""
 
 import dagster as dg
 
@@ -25,7 +25,9 @@ class InstanceRecorder:
             metadata = {"indexed_by": "streaming worker"} | (
                 {"freshness_lag_seconds": round(lag, 3)} if lag is not None else {}
             )
-            for asset in document_assets:
+            # An access-only change touched the index rows alone; upstream stays as it was.
+            assets = [index] if manifest in outcome.access_only else document_assets
+            for asset in assets:
                 self.instance.report_runless_asset_event(
                     dg.AssetMaterialization(
                         asset_key=asset.key, partition=manifest.partition_key, metadata=metadata

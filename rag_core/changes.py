@@ -100,6 +100,7 @@ class ChangePlan:
     upserts: list[DocumentVersion]
     deletions: dict[str, str]  # doc_id → source key, for sources gone whose data remains
     event_times: dict[str, datetime]  # doc_id → when its change was first announced
+    access_only: list[DocumentVersion] = field(default_factory=list)  # the latter upserts
 
     @property
     def empty(self) -> bool:
@@ -113,8 +114,10 @@ def plan_changes(store: ObjectStore, index: ChunkIndex, batch: ChangeBatch) -> C
     gone = {doc_id_for(store.uri_for(key)): key for key in keys if key not in present}
     indexed = {doc_id for doc_id, _ in index.versions_of(gone)}
     pending = pending_versions(store, index, versions)
+    access_only = access_changes(index, [v for v in versions if v not in pending])
     return ChangePlan(
-        upserts=pending + access_changes(index, [v for v in versions if v not in pending]),
+        upserts=pending + access_only,
+        access_only=access_only,
         deletions={
             doc_id: key
             for doc_id, key in gone.items()

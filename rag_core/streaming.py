@@ -48,6 +48,7 @@ RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
 class BatchOutcome:
     events: int
     indexed: list[DocumentVersion] = field(default_factory=list)
+    access_only: list[DocumentVersion] = field(default_factory=list)  # of those indexed
     retired: list[tuple[str, str]] = field(default_factory=list)
     dead_letters: int = 0
     freshness: list[Freshness] = field(default_factory=list)
@@ -133,6 +134,7 @@ class StreamingIndexer:
                     optimize=False,
                 )  # fmt: skip
             outcome.indexed = plan.upserts
+            outcome.access_only = plan.access_only
             outcome.retired += result.retired
         if plan.deletions:
             with outcome.timed("retire"):

@@ -93,6 +93,7 @@ def test_an_acl_change_in_a_sidecar_updates_the_chunks_without_embedding(
 
     assert encode_calls == []
     assert [m.partition_key for m in changed.indexed] == [added.indexed[0].partition_key]
+    assert changed.access_only == changed.indexed  # Dagster records it on `index` alone
     after = rows_of(settings, doc_id)
     assert [(r["chunk_id"], r["vector"], r["text"]) for r in after] == [
         (r["chunk_id"], r["vector"], r["text"]) for r in before

@@ -16,7 +16,7 @@ from dagster._core.storage.tags import (
 )
 
 from rag_assets.definitions import build_defs
-from rag_assets.documents import PARTITIONS_NAME
+from rag_assets.documents import PARTITIONS_NAME, index
 from rag_assets.events import (
     document_change_runs,
     freshness_lag,
@@ -188,6 +188,18 @@ def test_a_pending_version_gets_a_new_run_per_event_unless_one_is_in_flight() ->
     assert requested(plan, 5, known, set()) == [failed]
     assert requested(plan, 6, known, set()) != [failed]
     assert requested(plan, 6, known, {pending.partition_key}) == []
+
+
+def test_an_access_change_runs_the_index_asset_alone() -> None:
+    changed, pending = version_of("documents/a.md"), version_of("documents/b.md")
+    plan = ChangePlan(
+        upserts=[changed, pending], deletions={}, event_times={}, access_only=[changed]
+    )
+    latest = {key: (DOCUMENTS, 0, 7) for key in ["documents/a.md", "documents/b.md"]}
+    known = {changed.partition_key, pending.partition_key}
+    by_partition = {r.partition_key: r for r in run_requests(plan, latest, known, set())}
+    assert by_partition[changed.partition_key].asset_selection == [index.key]
+    assert by_partition[pending.partition_key].asset_selection is None
 
 
 def test_new_versions_share_one_run_keyed_by_their_events() -> None:
