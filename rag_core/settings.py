@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(default=30, ge=1, description="Requests allowed at once.")
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger bodies: 413.")
+    max_upload_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Larger document uploads: 413."
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API."
     )

@@ -21,6 +21,16 @@ SECURITY_HEADERS = {
 }
 
 
+UPLOAD_PATH = "/v1/documents"
+
+
+def body_limit(settings: Settings, request: Request) -> int:
+    """A document upload may be far larger than any API call's JSON."""
+    if request.method == "POST" and request.url.path == UPLOAD_PATH:
+        return settings.max_upload_bytes
+    return settings.max_request_bytes
+
+
 def _too_large(limit: int) -> str:
     return f"request body over {limit} bytes"
 
@@ -40,9 +50,10 @@ def protect(app: FastAPI, settings: Settings) -> None:
     @app.middleware("http")
     async def limits_and_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
         declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > settings.max_request_bytes:
+        limit = body_limit(settings, request)
+        if not declared.isdigit() or int(declared) > limit:
             response: Response = JSONResponse(
-                {"detail": _too_large(settings.max_request_bytes)},
+                {"detail": _too_large(limit)},
                 status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
         else:

@@ -25,7 +25,7 @@ from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 from rag_core.settings import Settings
 from rag_serving.auth import INGEST, require_scope
 from rag_serving.deps import ObjectStoreDep, SettingsDep
-from rag_serving.hardening import read_body
+from rag_serving.hardening import UPLOAD_PATH, read_body
 
 router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_scope(INGEST))])
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _accepted(version: DocumentVersion) -> AcceptedDocument:
 
 
 @router.post(
-    "/documents",
+    UPLOAD_PATH.removeprefix(router.prefix),
     response_model=AcceptedDocument,
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=RAW_BODY,
@@ -96,7 +96,7 @@ async def upload_document(
     `acl`'s groups (everyone when none). It is indexed by the next sync, or at once through
     reindex with the returned `doc_id`."""
     source_key = source_key_for(key)
-    content = await read_body(request, settings.max_request_bytes)
+    content = await read_body(request, settings.max_upload_bytes)
     if not content:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the document is empty")
     metadata = SourceMetadata(acl=acl, subjects=subjects) if acl or subjects else None

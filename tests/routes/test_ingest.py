@@ -15,9 +15,13 @@ from routes.conftest import Issuer, bearer, oidc
 DEAL = b"# Deal\n\nThe codename of the acquisition is BLUEHERON.\n"
 
 
+UPLOAD_LIMIT = 100_000  # above the 65,536 bytes any other request may carry
+
+
 @pytest.fixture
 def api(rag_home: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(rag_home)) as client:
+    settings = rag_home.model_copy(update={"max_upload_bytes": UPLOAD_LIMIT})
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -47,10 +51,13 @@ def test_keys_that_could_escape_are_refused(api: TestClient, key: str) -> None:
     assert response.status_code == 422
 
 
-def test_bodies_over_the_limit_are_refused_even_unannounced(api: TestClient) -> None:
-    chunks = iter([b"x" * 40_000, b"x" * 40_000])  # chunked: no Content-Length to check
+def test_uploads_have_their_own_limit_even_unannounced(api: TestClient) -> None:
+    assert api.post("/v1/documents?key=big.txt", content=b"x" * 90_000).status_code == 202
+    declared = api.post("/v1/documents?key=big.txt", content=b"x" * 120_000)
+    assert declared.status_code == 413 and str(UPLOAD_LIMIT) in declared.text
+    chunks = iter([b"x" * 60_000, b"x" * 60_000])  # chunked: no Content-Length to check
     response = api.post("/v1/documents?key=big.txt", content=chunks)
-    assert response.status_code == 413 and "65536" in response.text
+    assert response.status_code == 413 and str(UPLOAD_LIMIT) in response.text
 
 
 def test_reindex_needs_a_known_document(api: TestClient) -> None:
