@@ -112,21 +112,13 @@ class NewErasureRequest(ErasureScope):
     )
 
 
-class ErasureRequest(BaseModel):
-    request_id: str
+class ErasureRequest(ErasureStatus):
+    """The stored request: its status, and what only the erasure itself may read."""
+
     scope: ErasureScope | None  # dropped once completed: it may name the person
-    redacted_scope: dict[str, object]
-    requested_by: str
-    requested_at: datetime
     untag_versions: bool = False
     status: Status = "pending"
     target: ErasureTarget | None = None
-    matched_documents: int = 0
-    erased: dict[str, int] = Field(default_factory=dict)
-    verification: dict[str, bool] = Field(default_factory=dict)
-    untagged_versions: list[str] = Field(default_factory=list)
-    error: str | None = None
-    completed_at: datetime | None = None
 
     def view(self) -> ErasureStatus:
         return ErasureStatus.model_validate(self.model_dump(exclude={"scope", "target"}))

@@ -189,3 +189,9 @@ class StreamingIndexer:
         if not self._closed:
             self.consumer.close()
             self._closed = True
+
+    def __enter__(self) -> "StreamingIndexer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

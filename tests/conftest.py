@@ -78,6 +78,16 @@ def broker(tmp_path: Path) -> Iterator[TansuBroker]:
 
 
 @pytest.fixture
+def kafka_platform(
+    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """An embedded platform with its events on the test's broker."""
+    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
 def s3_platform(
     rag_home: Settings, seaweed: SeaweedS3, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:

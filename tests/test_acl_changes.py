@@ -18,7 +18,6 @@ from rag_core.documents import SourceMetadata, put_source, read_manifest
 from rag_core.events import DocumentChange
 from rag_core.ids import doc_id_for
 from rag_core.kafka import EventPublisher
-from rag_core.localstack import TansuBroker
 from rag_core.settings import Settings
 from rag_core.streaming import StreamingIndexer
 from rag_core.sync import sync_object_store
@@ -48,15 +47,9 @@ def encode_calls(rag_home: Settings, monkeypatch: pytest.MonkeyPatch) -> list[in
 
 
 @pytest.fixture
-def worker(
-    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[StreamingIndexer]:
-    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
-    indexer = StreamingIndexer(Settings())
-    try:
+def worker(kafka_platform: Settings) -> Iterator[StreamingIndexer]:
+    with StreamingIndexer(kafka_platform) as indexer:
         yield indexer
-    finally:
-        indexer.close()
 
 
 def doc_ids_seen(settings: Settings, groups: set[str], query: str = QUESTION) -> set[str]:

@@ -7,7 +7,13 @@ import redis
 from pydantic import SecretStr
 
 from rag_core import services
-from rag_core.cache import build_response_cache, cache_key, entries_naming, normalize_question
+from rag_core.cache import (
+    ResponseCache,
+    build_response_cache,
+    cache_key,
+    entries_naming,
+    normalize_question,
+)
 from rag_core.schemas import QueryRequest
 from rag_core.settings import Settings
 
@@ -50,15 +56,19 @@ def test_replicas_share_answers_through_redis(rag_home: Settings, tmp_path: Path
     assert shared.answer == first.answer and "weekdays" in first.answer
 
 
-@pytest.mark.parametrize("backend", ["diskcache", "redis"])
-def test_forgetting_chunks_deletes_every_answer_built_from_them(
-    rag_home: Settings, backend: str
-) -> None:
+@pytest.fixture(params=["diskcache", "redis"])
+def response_cache(rag_home: Settings, request: pytest.FixtureRequest) -> ResponseCache:
     settings = rag_home
-    if backend == "redis":
+    if request.param == "redis":
         _redis_or_skip()
         settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
-    cache = build_response_cache(settings)
+    return build_response_cache(settings)
+
+
+def test_forgetting_chunks_deletes_every_answer_built_from_them(
+    response_cache: ResponseCache,
+) -> None:
+    cache = response_cache
     run = uuid.uuid4().hex
     first, second, other = (f"{run}:{name}" for name in ("first", "second", "other"))
     cache.set(first, "quotes chunk 1 and 2", [f"{run}-1", f"{run}-2"])
@@ -73,15 +83,10 @@ def test_forgetting_chunks_deletes_every_answer_built_from_them(
     assert cache.forget([f"{run}-2"]) == 0  # forgetting again finds nothing
 
 
-@pytest.mark.parametrize("backend", ["diskcache", "redis"])
 def test_entries_citing_a_document_are_found_by_reading_them(
-    rag_home: Settings, backend: str
+    response_cache: ResponseCache,
 ) -> None:
-    settings = rag_home
-    if backend == "redis":
-        _redis_or_skip()
-        settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
-    cache = build_response_cache(settings)
+    cache = response_cache
     run = uuid.uuid4().hex
     citing = f"rag:query:{run}:citing"
     cache.set(citing, f'{{"citations": [{{"doc_id": "{run}-doc", "chunk_id": "c"}}]}}')

@@ -31,7 +31,6 @@ from rag_core.changes import ChangePlan, Freshness, recent_freshness
 from rag_core.documents import DocumentVersion, add_sources, artifact_key, delete_source
 from rag_core.events import table_row_change
 from rag_core.kafka import EventPublisher
-from rag_core.localstack import TansuBroker
 from rag_core.objectstore import ObjectStore
 from rag_core.settings import Settings
 
@@ -39,12 +38,6 @@ from conftest import read_dead_letters
 
 DOCUMENTS = "rag.document-changes"
 AUTHENTICATION = "documents/pip/authentication.md"
-
-
-@pytest.fixture
-def platform(rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
-    return Settings()
 
 
 def evaluate(
@@ -93,7 +86,10 @@ def announce(instance: dg.DagsterInstance, rag: RagResource, expected: str) -> N
 
 
 @pytest.mark.slow
-def test_events_become_batched_runs_exactly_once(platform: Settings, corpus_copy: Path) -> None:
+def test_events_become_batched_runs_exactly_once(
+    kafka_platform: Settings, corpus_copy: Path
+) -> None:
+    platform = kafka_platform
     store = services.object_store(platform)
     index = services.chunk_index(platform)
     instance = local_instance(platform)

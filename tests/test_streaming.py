@@ -50,9 +50,8 @@ def test_object_changes_reach_answers_through_kafka(s3_platform: Settings) -> No
     settings = s3_platform
     store = services.object_store(settings)
     instance = local_instance(settings)
-    worker = StreamingIndexer(settings, InstanceRecorder(instance, 60.0))
     doc_id = doc_id_for(store.uri_for(PARKING))
-    try:
+    with StreamingIndexer(settings, InstanceRecorder(instance, 60.0)) as worker:
         put_source(store, PARKING, BLUE, SourceMetadata(acl=["staff"]))
         [first_event] = announce(settings)
         upserts_before, lag_before = lag_histogram("upsert")
@@ -88,11 +87,8 @@ def test_object_changes_reach_answers_through_kafka(s3_platform: Settings) -> No
         assert services.chunk_index(settings).table_version() == version_before
 
         # Replaying the whole topic from offset zero in a new group changes no row.
-        replay = StreamingIndexer(settings, group_id="replay-from-zero")
-        try:
+        with StreamingIndexer(settings, group_id="replay-from-zero") as replay:
             outcomes = process(replay)
-        finally:
-            replay.close()
         assert sum(o.events for o in outcomes) == 3
         assert all(o.indexed == [] and o.retired == [] for o in outcomes)
         assert services.chunk_index(settings).table_version() == version_before
@@ -106,18 +102,14 @@ def test_object_changes_reach_answers_through_kafka(s3_platform: Settings) -> No
         assert texts_for(settings, doc_id) == []
         assert known_versions(store, doc_id) == []
         assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
-    finally:
-        worker.close()
 
 
 def test_unprocessable_events_go_to_the_dead_letter_topic(
-    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+    kafka_platform: Settings, broker: TansuBroker
 ) -> None:
-    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
-    settings = Settings()
+    settings = kafka_platform
     store = services.object_store(settings)
-    worker = StreamingIndexer(settings)
-    try:
+    with StreamingIndexer(settings) as worker:
         names = topics(settings)
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
         producer.produce(names.documents, key=b"x", value=b"{not json")
@@ -139,8 +131,6 @@ def test_unprocessable_events_go_to_the_dead_letter_topic(
         assert "idempotency_key" in letters[1].reason
         assert "no warehouse" in letters[2].reason
         assert len({letter.idempotency_key for letter in letters}) == 3
-    finally:
-        worker.close()
 
 
 @pytest.mark.slow
@@ -163,37 +153,32 @@ def test_a_broker_restart_mid_stream_loses_no_event(
     settings = Settings()
     store = services.object_store(settings)
     broker = start_broker()
-    worker = StreamingIndexer(settings)
     try:
         before = [f"documents/before-{n}.md" for n in range(3)]
-        for number, key in enumerate(before):
-            put_source(store, key, BLUE + f" Bay {number}.".encode())
-        assert len(announce(settings)) == 3
-        first = worker.poll_once(timeout=30.0)
-        assert first is not None and len(first.indexed) == 1
+        with StreamingIndexer(settings) as worker:
+            for number, key in enumerate(before):
+                put_source(store, key, BLUE + f" Bay {number}.".encode())
+            assert len(announce(settings)) == 3
+            first = worker.poll_once(timeout=30.0)
+            assert first is not None and len(first.indexed) == 1
 
-        broker.stop()
-        broker = start_broker()
-        put_source(store, "documents/after.md", RED)
-        announce(settings)
-        rest = [m.source_key for o in process(worker) for m in o.indexed]
-        assert sorted(rest) == sorted([*before[1:], "documents/after.md"])
-        worker.close()
+            broker.stop()
+            broker = start_broker()
+            put_source(store, "documents/after.md", RED)
+            announce(settings)
+            rest = [m.source_key for o in process(worker) for m in o.indexed]
+            assert sorted(rest) == sorted([*before[1:], "documents/after.md"])
 
         # The worker may have had the rest prefetched; a new group reading from offset zero
         # shows the broker itself kept every event produced before the restart.
-        replay = StreamingIndexer(settings, group_id="replay-after-restart")
-        try:
+        with StreamingIndexer(settings, group_id="replay-after-restart") as replay:
             assert sum(o.events for o in process(replay)) == 4
-        finally:
-            replay.close()
 
         # A restarted worker resumes after the committed offsets: nothing is redelivered.
-        worker = StreamingIndexer(settings)
-        assert worker.poll_once(timeout=8.0) is None
+        with StreamingIndexer(settings) as restarted:
+            assert restarted.poll_once(timeout=8.0) is None
         assert services.chunk_index(settings).stats().documents == 4
     finally:
-        worker.close()
         broker.stop()
 
 
@@ -206,10 +191,9 @@ def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Setti
     warehouse.load_sample(settings)
     warehouse.build_models(settings)
     publisher = EventPublisher(settings)
-    worker = StreamingIndexer(settings)
     ticket = warehouse.row_source_key("support_ticket_documents", "TCK-1003")
     doc_id = doc_id_for(services.object_store(settings).uri_for(ticket))
-    try:
+    with StreamingIndexer(settings) as worker:
         assert len(warehouse.emit_row_changes(settings, publisher.row_changes)) == 12
         assert sum(len(o.indexed) for o in process(worker)) == 12
         answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
@@ -240,15 +224,12 @@ def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Setti
         process(worker)
         hits = services.retriever(settings).search(RATE_LIMIT, 10)
         assert hits and all(hit.doc_id != doc_id for hit in hits)
-    finally:
-        worker.close()
 
 
 def test_a_failed_batch_is_retried_from_the_committed_offset(
-    rag_home: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+    kafka_platform: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
-    settings = Settings()
+    settings = kafka_platform
     attempts: list[int] = []
     build = streaming.build_versions
 
@@ -260,19 +241,18 @@ def test_a_failed_batch_is_retried_from_the_committed_offset(
 
     monkeypatch.setattr(streaming, "build_versions", fails_once)
     monkeypatch.setattr(streaming, "RETRY_SECONDS", 0.1)
-    worker = StreamingIndexer(settings)
     stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
-        put_source(services.object_store(settings), PARKING, BLUE)
-        announce(settings)
-        deadline = time.monotonic() + 60
-        while not services.chunk_index(settings).stats().documents:
-            assert time.monotonic() < deadline, "the failed batch was not retried"
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join()
-        worker.close()
+    with StreamingIndexer(settings) as worker:
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        thread.start()
+        try:
+            put_source(services.object_store(settings), PARKING, BLUE)
+            announce(settings)
+            deadline = time.monotonic() + 60
+            while not services.chunk_index(settings).stats().documents:
+                assert time.monotonic() < deadline, "the failed batch was not retried"
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            thread.join()
     assert len(attempts) == 2
