@@ -22,6 +22,7 @@ from rag_core.documents import (
     discover,
     is_source,
     known_versions,
+    manifest_source_keys,
 )
 from rag_core.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
 from rag_core.ids import doc_id_for
@@ -84,10 +85,7 @@ def full_batch(store: ObjectStore) -> ChangeBatch:
     catches up with changes whose events were lost (e.g. an in-memory broker restarted)."""
     now = datetime.now(UTC)
     keys = {obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)}
-    keys |= {
-        DocumentVersion.model_validate_json(store.get(obj.key)).source_key
-        for obj in store.list("manifests")
-    }
+    keys |= manifest_source_keys(store)
     return ChangeBatch(event_times=dict.fromkeys(sorted(keys), now))
 
 

@@ -233,6 +233,15 @@ def remove_artifacts(store: ObjectStore, doc_id: str, version: str) -> None:
         store.delete(artifact_key(stage, doc_id, version))
 
 
+def manifest_source_keys(store: ObjectStore) -> set[str]:
+    """The sources of every version with a manifest: what the pipeline knows, whether or
+    not the source is still there."""
+    return {
+        DocumentVersion.model_validate_json(store.get(obj.key)).source_key
+        for obj in store.list("manifests")
+    }
+
+
 def known_versions(store: ObjectStore, doc_id: str) -> list[str]:
     """Versions of a document that still have a manifest."""
     return [

@@ -1,5 +1,6 @@
 """The object-store producer: compares the store's sources with what it already announced
-and emits upsert and delete events for the difference.
+(on its first scan, with the manifests of what was indexed) and emits upsert and delete
+events for the difference.
 
 Its bookmark (`state/object_sync.json`) records each source's size, modification times and
 version; a source whose listing entry is unchanged is not read again, unless it was modified
@@ -19,6 +20,7 @@ from rag_core.documents import (
     WAREHOUSE_PREFIX,
     SourceMetadata,
     is_source,
+    manifest_source_keys,
     metadata_key,
     read_source,
 )
@@ -100,10 +102,22 @@ def scan(store: ObjectStore) -> tuple[list[DocumentChange], SyncState]:
         sources[key] = current
         if not known or (known.version, known.access) != (current.version, current.access):
             events.append(document_change("upsert", key, current.version, source_position=stamp))
-    for key, known in state.sources.items():
-        if key not in sources and key not in listing:
-            events.append(document_change("delete", key, None, source_position=known.listing))
+    for key in _vanished(store, state, listing):
+        position = state.sources[key].listing if key in state.sources else "manifest"
+        events.append(document_change("delete", key, None, source_position=position))
     return events, SyncState(scanned_at=scanned_at, sources=sources)
+
+
+def _vanished(store: ObjectStore, state: SyncState, listing: dict[str, StoredObject]) -> set[str]:
+    """Sources announced before and gone now. Without a bookmark (the first scan, or a lost
+    one) the manifests say what was indexed, so a source ingested and removed before any
+    scan is still announced as deleted."""
+    known = set(state.sources)
+    if state.scanned_at is None:
+        known |= {
+            key for key in manifest_source_keys(store) if not key.startswith(WAREHOUSE_PREFIX)
+        }
+    return {key for key in known if key not in listing}
 
 
 def sync_object_store(

@@ -107,11 +107,10 @@ def stream(
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     recorder = InstanceRecorder(local_instance(settings), settings.freshness_sla_seconds)
-    worker = StreamingIndexer(settings, recorder)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    try:
+    with StreamingIndexer(settings, recorder) as worker:
         with console.status("Loading the model, catching up with the sources"):
             worker.warm_up()
             caught_up = worker.catch_up()
@@ -120,8 +119,6 @@ def stream(
             f"{len(caught_up.retired)} retired; consuming {settings.kafka_bootstrap_servers}"
         )
         worker.run(stop)
-    finally:
-        worker.close()
 
 
 @app.command()

@@ -5,6 +5,7 @@ import pytest
 from test_erasure import PHRASE, SUBJECT, index_with_badges
 from typer.testing import CliRunner
 
+from rag_core import services
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
 
@@ -96,3 +97,26 @@ def test_forget_erases_and_audit_verifies(rag_home: Settings) -> None:
     trail = _json(["audit", "--json"])
     assert trail["problems"] == [] and trail["records"][0]["actor"] == "dpo"
     assert runner.invoke(app, ["forget", "--subject", "x", "--prefix", "y"]).exit_code == 2
+
+
+@pytest.mark.slow
+def test_sync_announces_changes_and_backfill_rebuilds_the_index(
+    kafka_platform: Settings, corpus_copy: Path
+) -> None:
+    assert runner.invoke(app, ["ingest", str(corpus_copy)]).exit_code == 0
+    (corpus_copy / "pip" / "authentication.md").unlink()
+    services.object_store(kafka_platform).delete("documents/pip/authentication.md")
+
+    synced = runner.invoke(app, ["sync"])
+    assert synced.exit_code == 0, synced.output
+    assert "announced 3 document and 0 table-row changes" in synced.output  # 3 known, 1 gone
+    assert "announced 0 document" in runner.invoke(app, ["sync"]).output  # nothing new
+
+    services.chunk_index(kafka_platform).delete_documents(
+        [hit.doc_id for hit in services.retriever(kafka_platform).search("pip install", 10)]
+    )
+    rebuilt = runner.invoke(app, ["backfill"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "2 document versions rebuilt" in rebuilt.output
+    stats = services.chunk_index(kafka_platform).stats()
+    assert stats.documents == 2
