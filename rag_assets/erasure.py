@@ -34,7 +34,9 @@ class ErasedRequest:
 
 
 def forget_partitions(instance: dg.DagsterInstance, target: ErasureTarget) -> None:
-    """Drop the versions' partitions and their materialization history."""
+    """Drop the versions' partitions. Their past materialization events stay in Dagster's
+    event log, which it cannot erase per partition; they hold opaque ids and counts only
+    (docs/erasure.md)."""
     erased = set(target.partitions)
     for key in erased & set(instance.get_dynamic_partitions(PARTITIONS_NAME)):
         instance.delete_dynamic_partition(PARTITIONS_NAME, key)

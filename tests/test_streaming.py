@@ -17,7 +17,7 @@ from rag_assets.streaming import InstanceRecorder
 from rag_core import services, streaming, warehouse
 from rag_core.documents import SourceMetadata, delete_source, known_versions, put_source
 from rag_core.events import table_row_change, topics
-from rag_core.ids import doc_id_for
+from rag_core.ids import doc_id_for, partition_key
 from rag_core.kafka import EventPublisher
 from rag_core.localstack import SeaweedS3, TansuBroker
 from rag_core.processes import free_port
@@ -193,7 +193,8 @@ def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Setti
     publisher = EventPublisher(settings)
     ticket = warehouse.row_source_key("support_ticket_documents", "TCK-1003")
     doc_id = doc_id_for(services.object_store(settings).uri_for(ticket))
-    with StreamingIndexer(settings) as worker:
+    instance = local_instance(settings)
+    with StreamingIndexer(settings, InstanceRecorder(instance, 60.0)) as worker:
         assert len(warehouse.emit_row_changes(settings, publisher.row_changes)) == 12
         assert sum(len(o.indexed) for o in process(worker)) == 12
         answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
@@ -211,6 +212,12 @@ def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Setti
         assert change.op == "upsert" and change.row_key == "TCK-1003"
         [updated] = process(worker)
         assert [m.doc_id for m in updated.indexed] == [doc_id] and len(updated.retired) == 1
+        # Dagster holds the new version's partition, materialized, and not the old one's.
+        new_key = updated.indexed[0].partition_key
+        assert new_key in instance.get_materialized_partitions(dg.AssetKey("index"))
+        assert partition_key(*updated.retired[0]) not in instance.get_dynamic_partitions(
+            PARTITIONS_NAME
+        )
         answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
         assert "900 requests per minute" in answer.answer and "600" not in answer.answer
 
