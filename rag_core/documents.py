@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from rag_core.ids import doc_id_for, partition_key, version_for
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
@@ -15,11 +15,23 @@ ARTIFACT_PREFIXES = (
 )  # fmt: skip
 
 
+def normalize_subject(subject: str) -> str:
+    """Data subjects (an email, a customer id) are kept trimmed and lower-cased, and erasure
+    compares them so, as the warehouse's `lower(trim(...))` does: a request for
+    `Alice@Example.com` must find `alice@example.com`."""
+    return subject.strip().lower()
+
+
 class SourceMetadata(BaseModel):
     """Who may read a source and whom it is about, from its `<key>.meta.json` sidecar."""
 
     acl: list[str] = Field(default_factory=list, description="Groups allowed to read it.")
     subjects: list[str] = Field(default_factory=list, description="People it is about.")
+
+    @field_validator("subjects")
+    @classmethod
+    def _normalized(cls, subjects: list[str]) -> list[str]:
+        return [normalize_subject(s) for s in subjects if s.strip()]
 
 
 class DocumentVersion(BaseModel):

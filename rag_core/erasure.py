@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rag_core import audit, warehouse
 from rag_core.cache import ResponseCache, entries_naming
@@ -28,6 +28,7 @@ from rag_core.documents import (
     TOMBSTONES_PREFIX,
     DocumentVersion,
     is_source,
+    normalize_subject,
     tombstone_key,
 )
 from rag_core.embedding import forget_query_embeddings
@@ -58,6 +59,13 @@ class ErasureScope(BaseModel):
     doc_ids: list[str] = Field(default_factory=list, max_length=1000)
     source_prefix: str | None = Field(default=None, min_length=1, max_length=2000)
     subject: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @field_validator("subject")
+    @classmethod
+    def _normalized(cls, subject: str | None) -> str | None:
+        if subject is not None and not normalize_subject(subject):
+            raise ValueError("subject is blank")
+        return None if subject is None else normalize_subject(subject)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ErasureScope":

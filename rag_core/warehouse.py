@@ -26,6 +26,7 @@ from rag_core.documents import (
     SourceMetadata,
     delete_source,
     is_source,
+    normalize_subject,
     put_source,
 )
 from rag_core.events import TableRowChange, table_row_change
@@ -300,7 +301,7 @@ def _split(values: str | None) -> list[str]:
 
 def _rendered(table: str, record: Sequence[Any]) -> RenderedRow:
     row_key, title, text, acl, subjects, updated_at = record
-    acl_list, subject_list = _split(acl), _split(subjects)
+    acl_list, subject_list = _split(acl), [normalize_subject(s) for s in _split(subjects)]
     return RenderedRow(
         table=table,
         row_key=str(row_key),
@@ -476,6 +477,11 @@ def sync_documents(store: ObjectStore, settings: Settings) -> list[str]:
 MODEL_SOURCES = {"support_ticket_documents": ("raw.support_tickets", "ticket_id", "customer_email")}
 
 
+def _is_subject(column: str) -> str:
+    """SQL matching a normalized subject (`normalize_subject`) in a raw column."""
+    return f"lower(trim({column})) = ?"
+
+
 def rows_about(settings: Settings, subject: str) -> dict[str, list[str]]:
     """Row keys, per document model, of the rows whose subjects include `subject`."""
     return {
@@ -496,7 +502,7 @@ def erase_rows(settings: Settings, table: str, row_keys: Sequence[str], subject:
         cursor = connection.cursor()
         _ensure_state_table(cursor)
         with _transaction(cursor):
-            cursor.execute(f"DELETE FROM {source} WHERE {subject_column} = ?", [subject])
+            cursor.execute(f"DELETE FROM {source} WHERE {_is_subject(subject_column)}", [subject])
             if keys:
                 cursor.executemany(f"DELETE FROM {source} WHERE {key_column} = ?", keys)
                 cursor.executemany(f"DELETE FROM {table} WHERE row_key = ?", keys)
@@ -512,6 +518,8 @@ def rows_left_about(settings: Settings, subject: str) -> int:
     with connect(settings, read_only=True) as connection:
         cursor = connection.cursor()
         for source, _, subject_column in MODEL_SOURCES.values():
-            cursor.execute(f"SELECT count(*) FROM {source} WHERE {subject_column} = ?", [subject])
+            cursor.execute(
+                f"SELECT count(*) FROM {source} WHERE {_is_subject(subject_column)}", [subject]
+            )
             left += int(cursor.fetchall()[0][0])
     return left

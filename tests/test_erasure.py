@@ -114,15 +114,20 @@ def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Setting
     settings = rag_home
     customer = "maria.lopez@brightwave.example"  # two tickets in the sample warehouse
     warehouse.load_sample(settings)
+    with warehouse.connect(settings) as connection:  # as a source may spell it
+        connection.cursor().execute(
+            "UPDATE raw.support_tickets SET customer_email = ' Maria.Lopez@BrightWave.example'"
+            " WHERE ticket_id = 'TCK-1007'"
+        )
     warehouse.build_models(settings)
     instance = local_instance(settings)
     store = services.object_store(settings)
     put_source(store, "documents/crm/brightwave.md", b"# Brightwave\n\nKey account.\n",
-               SourceMetadata(subjects=[customer]))  # fmt: skip
+               SourceMetadata(subjects=["MARIA.LOPEZ@brightwave.example"]))  # fmt: skip
     backfill_index(settings, instance)
     assert services.chunk_index(settings).stats().documents == 13
 
-    request = forget(settings, instance, ErasureScope(subject=customer))
+    request = forget(settings, instance, ErasureScope(subject=f" {customer.title()} "))
 
     assert request.status == "completed", request.error
     assert request.matched_documents == 3 and request.erased["warehouse_rows"] == 2
@@ -323,6 +328,9 @@ def test_a_scope_names_exactly_one_kind_of_target() -> None:
         ErasureScope(doc_ids=["a"], subject="b")
     with pytest.raises(ValueError, match="exactly one"):
         ErasureScope()
+    with pytest.raises(ValueError, match="blank"):
+        ErasureScope(subject="  ")
+    assert ErasureScope(subject=" Orla.Quinlan@Example.com").subject == SUBJECT
 
 
 def test_the_rtbf_job_erases_along_the_asset_lineage(rag_home: Settings) -> None:
