@@ -288,7 +288,11 @@ class ChunkIndex:
             # "removes every version except the latest": exactly what erasure needs. Readers
             # open the latest version for every query, so none is left reading an old one.
             warnings.filterwarnings("ignore", message=".*cleanup_older_than=0.*")
-            table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+            # Files no manifest names may belong to a write in progress (the streaming
+            # worker's): deleting them would corrupt it. Erased rows are only in committed
+            # files, which the dropped versions name, so those go; a failed write's leftovers
+            # go after Lance's 7 days.
+            table.optimize(cleanup_older_than=timedelta(0), delete_unverified=False)
         return tags
 
     def live_versions(self) -> LiveVersions:
