@@ -165,14 +165,19 @@ def get_principal(
     if authenticator is None:
         return DEV_PRINCIPAL
     if credentials is None:
-        raise _unauthorized("a bearer token is required")
+        # RFC 6750 3.1: a request without credentials gets the challenge, no error code.
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     try:
         return authenticator.verify(credentials.credentials)
     except Unauthenticated as exc:
-        raise _unauthorized(str(exc)) from exc
+        raise _invalid_token(str(exc)) from exc
 
 
-def _unauthorized(reason: str) -> HTTPException:
+def _invalid_token(reason: str) -> HTTPException:
     # Reasons can quote the token's header (its `alg`): keep the header value well-formed.
     quoted = "".join(c for c in reason if c.isascii() and c.isprintable() and c not in '"\\')
     return HTTPException(

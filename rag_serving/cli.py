@@ -3,6 +3,7 @@
 JSON output (`--json`) has the same shapes as the REST API.
 """
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -294,7 +295,22 @@ def serve(
     """Run the REST API."""
     import uvicorn
 
+    _refuse_dev_identity_off_loopback(get_settings(), host)
     uvicorn.run("rag_serving.main:create_app", factory=True, host=host, port=port)
+
+
+def _refuse_dev_identity_off_loopback(settings: Settings, host: str) -> None:
+    """The dev identity reads every document with every scope: serve it only on loopback."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if settings.auth_mode == "dev" and not loopback:
+        console.print(
+            f"[red]RAG_AUTH_MODE=dev lets anyone read everything: not serving it on {host}. "
+            "Set RAG_AUTH_MODE=oidc with RAG_OIDC_ISSUER and RAG_OIDC_AUDIENCE.[/red]"
+        )
+        raise typer.Exit(2)
 
 
 def _reset_signals() -> None:
@@ -314,6 +330,7 @@ def dev(
     from rag_assets.ingest import local_instance
 
     settings = get_settings()
+    _refuse_dev_identity_off_loopback(settings, host)
     # Create the instance's storage here, before the webserver and daemon race to migrate it.
     with local_instance(settings) as instance:
         instance.get_runs(limit=1)

@@ -120,3 +120,9 @@ def test_sync_announces_changes_and_backfill_rebuilds_the_index(
     assert "2 document versions rebuilt" in rebuilt.output
     stats = services.chunk_index(kafka_platform).stats()
     assert stats.documents == 2
+
+
+@pytest.mark.parametrize("command", ["serve", "dev"])
+def test_the_dev_identity_is_never_served_off_loopback(rag_home: Settings, command: str) -> None:
+    result = runner.invoke(app, [command, "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "not serving it on 0.0.0.0" in result.output

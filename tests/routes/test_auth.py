@@ -59,6 +59,7 @@ def test_bad_claims_are_401(api: TestClient, issuer: Issuer, claims: dict, reaso
 def test_a_missing_token_is_401(api: TestClient) -> None:
     response = api.post("/v1/search", json=SEARCH)
     assert response.status_code == 401 and "bearer token is required" in response.text
+    assert response.headers["www-authenticate"] == "Bearer"  # no error code without a token
 
 
 def test_a_missing_scope_is_403_and_names_it(api: TestClient, issuer: Issuer) -> None:
