@@ -1,9 +1,10 @@
-"""What every response gets regardless of route: a body-size limit, security headers, an
-explicit CORS policy, and no stack trace for an unexpected error."""
+"""What every response gets regardless of route: security headers, an explicit CORS policy,
+and no stack trace for an unexpected error. (Body-size limits are FastAPI's own
+`max_body_size`, set in `main.create_app`.)"""
 
 import logging
 
-from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
@@ -21,43 +22,10 @@ SECURITY_HEADERS = {
 }
 
 
-UPLOAD_PATH = "/v1/documents"
-
-
-def body_limit(settings: Settings, request: Request) -> int:
-    """A document upload may be far larger than any API call's JSON."""
-    if request.method == "POST" and request.url.path == UPLOAD_PATH:
-        return settings.max_upload_bytes
-    return settings.max_request_bytes
-
-
-def _too_large(limit: int) -> str:
-    return f"request body over {limit} bytes"
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 once it passes `limit`: the middleware only sees the
-    declared length, and a chunked body declares none."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(limit))
-    return bytes(body)
-
-
 def protect(app: FastAPI, settings: Settings) -> None:
     @app.middleware("http")
-    async def limits_and_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        declared = request.headers.get("content-length", "0")
-        limit = body_limit(settings, request)
-        if not declared.isdigit() or int(declared) > limit:
-            response: Response = JSONResponse(
-                {"detail": _too_large(limit)},
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            )
-        else:
-            response = await call_next(request)
+    async def security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -29,11 +29,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Search and cited answers over a governed knowledge index.",
         version="0.1.0",
         lifespan=lifespan,
+        # 413 past the limit, declared or not: a chunked body is counted as it streams in.
+        max_body_size=settings.max_request_bytes,
     )
     app.state.authenticator = build_authenticator(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
     instrument(app)
     protect(app, settings)
-    for module in (health, search, query, ingest, erasure, audit, admin, metrics):
+    for module in (health, search, query, erasure, audit, admin, metrics):
         app.include_router(module.router)
+    app.include_router(ingest.router, max_body_size=settings.max_upload_bytes)  # documents
     return app

