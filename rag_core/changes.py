@@ -7,7 +7,7 @@ finds nothing to do, and exactly-once holds in effect with at-least-once deliver
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -167,16 +167,17 @@ def note_announcements(store: ObjectStore, plan: ChangePlan) -> None:
 
 
 def record_announced_freshness(
-    store: ObjectStore, indexed: Iterable[DocumentVersion]
+    store: ObjectStore, indexed: Sequence[DocumentVersion]
 ) -> list[Freshness]:
     """Freshness of the versions a run indexed whose change events the sensor noted."""
-    announced = {m.doc_id: (m, artifact_key("announced", m.doc_id, m.version)) for m in indexed}
-    noted = {doc_id: key for doc_id, (_, key) in announced.items() if store.exists(key)}
-    event_times = {
-        doc_id: datetime.fromisoformat(store.get(key).decode()) for doc_id, key in noted.items()
-    }
-    records = record_freshness(store, event_times, [m for m, _ in announced.values()])
-    for key in noted.values():
+    event_times, noted = {}, []
+    for manifest in indexed:
+        key = artifact_key("announced", manifest.doc_id, manifest.version)
+        if store.exists(key):
+            event_times[manifest.doc_id] = datetime.fromisoformat(store.get(key).decode())
+            noted.append(key)
+    records = record_freshness(store, event_times, indexed)
+    for key in noted:
         store.delete(key)
     return records
 

@@ -208,13 +208,7 @@ def known_chunk_ids(store: ObjectStore, index: ChunkIndex, doc_ids: set[str]) ->
     """Chunk ids of every version still known: in any table version on storage and in any
     chunk artifact. Cached answers may have been built from an older version than the
     current one, whose chunk ids differ."""
-    ids: set[str] = set()
-    table = index.table()
-    if table is not None and doc_ids:
-        for version in [v["version"] for v in table.list_versions()]:
-            table.checkout(version)
-            rows = table.search().where(sql_in("doc_id", sorted(doc_ids))).select(["chunk_id"])
-            ids.update(rows.limit(None).to_arrow().column("chunk_id").to_pylist())
+    ids = index.chunk_ids_in_history(doc_ids)
     for doc_id in doc_ids:
         for obj in store.list(f"chunks/{doc_id}"):
             ids.update(c.chunk_id for c in ChunkSet.model_validate_json(store.get(obj.key)).chunks)

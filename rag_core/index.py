@@ -6,7 +6,7 @@ version number) untouched. A new version is written before older ones are delete
 """
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -253,16 +253,30 @@ class ChunkIndex:
 
     def versions_holding(self, doc_ids: Iterable[str]) -> list[int]:
         """Table versions still on storage in which any of these documents has a row."""
-        table = self.table()
         where = sql_in("doc_id", sorted(set(doc_ids)))
-        if table is None or where.endswith("IN ()"):
+        if where.endswith("IN ()"):
             return []
-        holding = []
-        for version in (v["version"] for v in table.list_versions()):
+        return [version for version, table in self._every_version() if table.count_rows(where)]
+
+    def chunk_ids_in_history(self, doc_ids: Iterable[str]) -> set[str]:
+        """Chunk ids these documents have in any table version still on storage."""
+        where = sql_in("doc_id", sorted(set(doc_ids)))
+        if where.endswith("IN ()"):
+            return set()
+        return {
+            row["chunk_id"]
+            for _, table in self._every_version()
+            for row in self._select(table, where, ["chunk_id"])
+        }
+
+    def _every_version(self) -> Iterator[tuple[int, Any]]:
+        """The table checked out at each version still on storage, oldest first."""
+        table = self.table()
+        if table is None:
+            return
+        for version in [v["version"] for v in table.list_versions()]:
             table.checkout(version)
-            if table.count_rows(where):
-                holding.append(version)
-        return holding
+            yield version, table
 
     def tags(self) -> list[str]:
         """Names of tagged table versions (tags keep a version from being cleaned up)."""

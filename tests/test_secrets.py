@@ -34,12 +34,21 @@ def secrets_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         yield boto3.client("secretsmanager")
 
 
-def test_a_secret_is_read_from_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "llm-key").write_text("sk-from-a-file\n")
-    monkeypatch.setenv("RAG_LLM_API_KEY_FILE", str(tmp_path / "llm-key"))
+@pytest.mark.parametrize(
+    ("name", "value", "telltale"),
+    [
+        ("llm_api_key", "sk-from-a-file", "sk-from"),
+        ("cache_url", "redis://:hunter2@cache.internal:6379/0", "hunter2"),  # may hold a password
+    ],
+)
+def test_a_secret_is_read_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, telltale: str
+) -> None:
+    (tmp_path / name).write_text(f"{value}\n")
+    monkeypatch.setenv(f"RAG_{name.upper()}_FILE", str(tmp_path / name))
     settings = Settings()
-    assert settings.llm_api_key.get_secret_value() == "sk-from-a-file"
-    assert "sk-from-a-file" not in repr(settings) and "sk-from" not in settings.model_dump_json()
+    assert getattr(settings, name).get_secret_value() == value
+    assert telltale not in repr(settings) and telltale not in settings.model_dump_json()
 
 
 def test_references_resolve_from_secrets_manager(secrets_manager, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -57,11 +66,3 @@ def test_a_missing_secret_names_the_reference_only(secrets_manager, monkeypatch)
     monkeypatch.setenv("RAG_COHERE_API_KEY", "aws-sm://rag/absent")
     with pytest.raises(ValueError, match="aws-sm://rag/absent could not be resolved"):
         Settings()
-
-
-def test_the_cache_url_is_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "cache-url").write_text("redis://:hunter2@cache.internal:6379/0\n")
-    monkeypatch.setenv("RAG_CACHE_URL_FILE", str(tmp_path / "cache-url"))
-    settings = Settings()
-    assert settings.cache_url.get_secret_value() == "redis://:hunter2@cache.internal:6379/0"
-    assert "hunter2" not in repr(settings) and "hunter2" not in settings.model_dump_json()
