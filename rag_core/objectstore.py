@@ -112,7 +112,7 @@ class ObjectStore:
     def purge(self, key: str) -> int:
         """Delete the object at `key` and everything under `key/`, every stored version of
         them included; returns how many objects or versions were deleted."""
-        if isinstance(self._fs, pafs.LocalFileSystem) or not self._versioned:
+        if not self._keeps_versions:
             objects = [key] if self.exists(key) else [obj.key for obj in self.list(key)]
             for found in objects:
                 self.delete(found)
@@ -124,7 +124,7 @@ class ObjectStore:
 
     def stored_versions(self, key: str) -> int:
         """Objects and versions (delete markers included) kept at `key` or under `key/`."""
-        if isinstance(self._fs, pafs.LocalFileSystem) or not self._versioned:
+        if not self._keeps_versions:
             return 1 if self.exists(key) else len(self.list(key))
         return len(self._versions(key))
 
@@ -132,15 +132,21 @@ class ObjectStore:
     def _s3(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self._s3_endpoint_url, region_name=self._s3_region)
+        # A session of its own reads the credentials the environment has now; boto3's default
+        # session keeps whatever the first client in the process found.
+        session = boto3.session.Session()
+        return session.client("s3", endpoint_url=self._s3_endpoint_url, region_name=self._s3_region)
 
     @property
     def _bucket(self) -> str:
         return self._root.split("/", 1)[0]
 
     @property
-    def _versioned(self) -> bool:
-        """Versioning enabled now or ever (suspended buckets keep the versions they have)."""
+    def _keeps_versions(self) -> bool:
+        """An S3 bucket whose versioning is enabled now or ever was (suspended buckets keep
+        the versions they have)."""
+        if isinstance(self._fs, pafs.LocalFileSystem):
+            return False
         return "Status" in self._s3.get_bucket_versioning(Bucket=self._bucket)
 
     def _versions(self, key: str) -> tuple[tuple[str, str], ...]:

@@ -36,7 +36,9 @@ def resolve_reference(value: str) -> str:
 
     secret_id, _, json_key = value.removeprefix(AWS_PREFIX).partition("#")
     try:
-        client = boto3.client("secretsmanager", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+        client = boto3.session.Session().client(
+            "secretsmanager", endpoint_url=os.environ.get("AWS_ENDPOINT_URL")
+        )
         secret: str = client.get_secret_value(SecretId=secret_id)["SecretString"]
         return str(json.loads(secret)[json_key]) if json_key else secret
     except (BotoCoreError, ClientError, KeyError, ValueError) as exc:

@@ -352,7 +352,7 @@ def test_erasure_on_s3_holds_against_a_replayed_event(s3_platform: Settings) -> 
     settings = s3_platform
     store = services.object_store(settings)
     bucket = settings.object_store_uri.removeprefix("s3://").split("/")[0]
-    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    s3 = boto3.session.Session().client("s3", endpoint_url=settings.s3_endpoint_url)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     worker = StreamingIndexer(settings)
     try:

@@ -31,7 +31,7 @@ def secrets_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
                             "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                             "AWS_DEFAULT_REGION": "eu-west-2"}.items():  # fmt: skip
             monkeypatch.setenv(name, value)
-        yield boto3.client("secretsmanager")
+        yield boto3.session.Session().client("secretsmanager")
 
 
 @pytest.mark.parametrize(
