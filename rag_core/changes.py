@@ -16,9 +16,10 @@ from pydantic import BaseModel
 
 from rag_core import warehouse
 from rag_core.documents import (
-    WAREHOUSE_PREFIX,
     DocumentVersion,
+    InvalidSourceKey,
     artifact_key,
+    check_source_key,
     discover,
     is_source,
     known_versions,
@@ -60,8 +61,10 @@ def _source_key(settings: Settings, store: ObjectStore, message: Message) -> tup
         row = decode(TableRowChange, message.value())
         return _row_source_key(settings, store, row), row.event_time
     document = decode(DocumentChange, message.value())
-    if not is_source(document.source_key) or document.source_key.startswith(WAREHOUSE_PREFIX):
-        raise MalformedEvent(f"not a document source key: {document.source_key!r}")
+    try:
+        check_source_key(document.source_key, allow_warehouse=False)
+    except InvalidSourceKey as exc:
+        raise MalformedEvent(f"not a document source key ({exc}): {document.source_key!r}") from exc
     return document.source_key, document.event_time
 
 

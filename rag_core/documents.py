@@ -79,8 +79,49 @@ def metadata_key(source_key: str) -> str:
     return source_key + METADATA_SUFFIX
 
 
+# Most filesystems refuse file names over 255 bytes (ENAMETOOLONG), and a source's last
+# segment gets the sidecar's suffix and the local store's `.partial` while it is written;
+# S3 keys stop at 1,024 bytes.
+MAX_SEGMENT_BYTES = 255 - len(".meta.json.partial")
+MAX_KEY_BYTES = 1024
+
+
+class InvalidSourceKey(ValueError):
+    """A key from outside (an event, an upload, a listing) that must not name a source."""
+
+
+def check_source_key(key: str, *, allow_warehouse: bool = True) -> str:
+    """`key` if it names a source: `documents/<relative path>` of non-empty segments other
+    than `.` and `..`, printable, without backslashes, each segment at most 255 bytes, not an
+    access sidecar (sidecars are metadata, never documents) and, unless `allow_warehouse`,
+    not a warehouse row's document (those belong to the warehouse producer). Every place
+    that turns a key from outside into a path or object name asks this one function, so a
+    key like `documents/../../outside` can never reach outside the store's `documents/`."""
+    segments = key.split("/")
+    if segments[0] != SOURCES_PREFIX or len(segments) < 2:
+        raise InvalidSourceKey(f"not under {SOURCES_PREFIX}/")
+    if any(part in ("", ".", "..") for part in segments[1:]):
+        raise InvalidSourceKey("a path segment is empty, . or ..")
+    if not key.isprintable() or "\\" in key:
+        raise InvalidSourceKey("holds a control character or a backslash")
+    if any(len(part.encode()) > MAX_SEGMENT_BYTES for part in segments):
+        raise InvalidSourceKey(f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidSourceKey(f"longer than {MAX_KEY_BYTES} bytes")
+    if key.endswith(METADATA_SUFFIX):
+        raise InvalidSourceKey(f"an access sidecar ({METADATA_SUFFIX}), not a document")
+    if not allow_warehouse and key.startswith(f"{WAREHOUSE_PREFIX}/"):
+        raise InvalidSourceKey(f"under {WAREHOUSE_PREFIX}/, which only the warehouse writes")
+    return key
+
+
 def is_source(key: str) -> bool:
-    return key.startswith(f"{SOURCES_PREFIX}/") and not key.endswith(METADATA_SUFFIX)
+    """Whether `key` names a source (see `check_source_key`)."""
+    try:
+        check_source_key(key)
+    except InvalidSourceKey:
+        return False
+    return True
 
 
 def put_source(

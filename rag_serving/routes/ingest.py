@@ -10,10 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from rag_core.documents import (
-    METADATA_SUFFIX,
-    WAREHOUSE_PREFIX,
     DocumentVersion,
+    InvalidSourceKey,
     SourceMetadata,
+    check_source_key,
     discover,
     known_versions,
     put_source,
@@ -44,22 +44,11 @@ class AcceptedDocument(BaseModel):
 
 
 def source_key_for(key: str) -> str:
-    """`documents/<key>`; 422 for a key that could leave `documents/`, or pass for a sidecar
-    or a warehouse row."""
-    source_key = f"{SOURCES_PREFIX}/{key}"
-    if (
-        any(part in ("", ".", "..") for part in key.split("/"))
-        or not key.isprintable()
-        or "\\" in key
-        or key.endswith(METADATA_SUFFIX)
-        or source_key.startswith(f"{WAREHOUSE_PREFIX}/")
-    ):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "key must be a relative path of non-empty segments other than . and .., outside "
-            f"warehouse/, not ending in {METADATA_SUFFIX}",
-        )
-    return source_key
+    """`documents/<key>`, or 422 saying why the key cannot name a source."""
+    try:
+        return check_source_key(f"{SOURCES_PREFIX}/{key}", allow_warehouse=False)
+    except InvalidSourceKey as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"key: {exc}") from exc
 
 
 def _store(
