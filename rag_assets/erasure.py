@@ -132,8 +132,9 @@ def absence_verified(
     context: dg.AssetCheckExecutionContext, rag: RagResource, erasure_request: ErasedRequest
 ) -> dg.AssetCheckResult:
     """Nothing of the erased documents is left in any index version, artifact, source,
-    cache entry, warehouse table or Dagster partition, and a search for their phrases finds
-    none of them. Completes the request when it passes, fails it otherwise."""
+    cache entry, warehouse table or Dagster partition, no byte of their ids, source keys or
+    subject in the local cache files or the producers' bookmarks, and a search for their
+    phrases finds none of them. Completes the request when it passes, fails it otherwise."""
     settings, store = rag.settings(), rag.store()
     request = erasure.load(store, erasure_request.request_id)
     assert request is not None and request.target is not None

@@ -16,6 +16,8 @@ EXTRACTIVE = "extractive"
 NO_ANSWER = "I don't know: nothing in the index is relevant enough to answer that."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 SNIPPET_CHARS = 300
+# Sentences an extractive answer is chosen from: bounds the model's work and memory per answer.
+MAX_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,12 @@ class ExtractiveAnswerer:
 
     def generate(self, question: str, hits: list[Hit]) -> Generation:
         candidates = [(rank, s) for rank, hit in enumerate(hits) for s in sentences_of(hit.text)]
+        candidates = candidates[:MAX_CANDIDATES]  # the best-retrieved hits' sentences
         if not candidates:
             return Generation(answer=NO_ANSWER, citations=[], generator=EXTRACTIVE)
-        question_vector = self.embedder.embed_query(question)
-        similarity = self.embedder.embed([s for _, s in candidates]) @ question_vector
+        # One model call per answer, of bounded size: the question with its candidates.
+        vectors = self.embedder.embed([question, *(sentence for _, sentence in candidates)])
+        similarity = vectors[1:] @ vectors[0]
         # Rank sentences by similarity, weighted towards better-retrieved chunks.
         weights = np.array([1.0 / (1 + 0.1 * rank) for rank, _ in candidates])
         best = sorted(np.argsort(-(similarity * weights))[: self.max_sentences])

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from rag_core.ids import doc_id_for, partition_key, version_for
 from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
@@ -167,10 +167,12 @@ def read_manifest(store: ObjectStore, doc_id: str, version: str) -> DocumentVers
 
 
 def plan_sources(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """(file, source key) for files and folders (recursively) to add to the store.
+    """(file, source key) for files and folders (recursively) to add to the store; access
+    sidecars (`*.meta.json`) are not sources, `sidecar_of` finds them.
 
     A file keeps its path relative to the folder it was given from, so `guide/install.html`
-    stays distinguishable from `api/install.html`.
+    stays distinguishable from `api/install.html`. A file whose key `check_source_key`
+    refuses raises `InvalidSourceKey` before anything is copied.
     """
     planned = []
     for path in paths:
@@ -180,9 +182,31 @@ def plan_sources(paths: Iterable[Path]) -> list[tuple[Path, str]]:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         base = path if path.is_dir() else path.parent
         planned += [
-            (file, f"{SOURCES_PREFIX}/{file.relative_to(base).as_posix()}") for file in files
+            (file, _checked_key(file, f"{SOURCES_PREFIX}/{file.relative_to(base).as_posix()}"))
+            for file in files
+            if not file.name.endswith(METADATA_SUFFIX)
         ]
     return planned
+
+
+def _checked_key(file: Path, key: str) -> str:
+    try:
+        return check_source_key(key)
+    except InvalidSourceKey as refused:
+        raise InvalidSourceKey(f"{file}: {refused}") from refused
+
+
+def sidecar_of(file: Path) -> SourceMetadata | None:
+    """The access metadata in the `<file>.meta.json` beside a file, if there is one; a
+    ValueError naming it when it is not valid."""
+    sidecar = file.with_name(file.name + METADATA_SUFFIX)
+    if not sidecar.is_file():
+        return None
+    try:
+        return SourceMetadata.model_validate_json(sidecar.read_bytes())
+    except ValidationError as invalid:
+        reason = invalid.errors()[0]["msg"]
+        raise ValueError(f"{sidecar}: not a valid access sidecar ({reason})") from None
 
 
 def add_sources(
@@ -190,11 +214,18 @@ def add_sources(
     paths: Iterable[Path],
     progress: Callable[[list[tuple[Path, str]]], Iterable[tuple[Path, str]]] = iter,
 ) -> list[str]:
-    """Copy files into the store's sources (through `progress`, e.g. a progress bar);
-    returns the keys written."""
+    """Copy files into the store's sources (through `progress`, e.g. a progress bar), each
+    with the sidecar found beside it as its own, so its acl applies (a source without one
+    keeps whatever sidecar the store has: copying must never make a document public);
+    returns the keys of the sources written."""
     planned = plan_sources(paths)
+    access = {file: sidecar_of(file) for file, _ in planned}  # an invalid one stops all
     for file, key in progress(planned):
-        store.put(key, file.read_bytes())
+        metadata = access[file]
+        if metadata is None:
+            store.put(key, file.read_bytes())
+        else:
+            put_source(store, key, file.read_bytes(), metadata)
     return [key for _, key in planned]
 
 
@@ -204,11 +235,12 @@ def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[Docu
 
     A version is its content alone, so a source whose acl or subjects changed keeps its
     version: its manifests take the new metadata, and the index rows follow
-    (`pipeline.update_access`) without parsing or embedding anything again."""
+    (`pipeline.update_access`) without parsing or embedding anything again. Keys that do
+    not name a source (`is_source`: sidecars among them) are skipped, listed or given."""
     if keys is None:
-        keys = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
+        keys = [obj.key for obj in store.list(SOURCES_PREFIX)]
     versions = []
-    for key in keys:
+    for key in filter(is_source, keys):
         source = read_source(store, key)
         if source is not None and not store.exists(tombstone_key(version_for(source[0]))):
             versions.append(_current_manifest(store, key, *source))

@@ -6,15 +6,19 @@ chunk ids answers were built from) that is saved with the request, so a run that
 way resumes the same work. Stages are erased serving end first (index, caches, then the
 artifacts back to the raw bytes and the source), each step idempotent. Erased content is
 tombstoned by hash so a replayed event cannot bring it back; only a readmission names the
-request whose tombstones to lift. The request is complete only once verification (the
-`rtbf` job's asset check) finds nothing left; the audit record, written for completed and
-failed requests alike, holds counts and hashes, never the erased content or the subject's
-identifier.
+request whose tombstones to lift. Deleting is erasing: the disk response cache zeroes and
+checkpoints what it deletes, the sync bookmark forgets the sources, and verification reads
+the bytes of those files, not only their entries. The request is complete only once
+verification (the `rtbf` job's asset check) finds nothing left; the audit record, written
+for completed and failed requests alike, holds counts and hashes, never the erased content
+or the subject's identifier.
 """
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -37,8 +41,11 @@ from rag_core.index import ChunkIndex, TaggedVersionsError, sql_in, sql_string
 from rag_core.objectstore import ObjectStore
 from rag_core.pipeline import ChunkSet
 from rag_core.settings import Settings
+from rag_core.sync import forget_sources
 
 REQUESTS_PREFIX = "erasure"
+BOOKMARKS_PREFIX = "state"  # producers' bookmarks: what they announced, by source key
+SCAN_BLOCK_BYTES = 1 << 24
 PHRASE_WORDS = 8
 # Stages of the document pipeline, upstream first, and the artifacts each one wrote.
 STAGE_ARTIFACTS = {
@@ -197,11 +204,19 @@ def resolve(
     keys |= {m.source_key for m in manifests if m.doc_id in doc_ids}
     return ErasureTarget(
         doc_ids=sorted(doc_ids),
-        source_keys=sorted(keys),
+        source_keys=valid_source_keys(keys),
         warehouse_rows=rows,
         chunk_ids=known_chunk_ids(store, index, doc_ids),
         partitions=sorted(m.partition_key for m in manifests if m.doc_id in doc_ids),
     )
+
+
+def valid_source_keys(keys: Iterable[str]) -> list[str]:
+    """The keys that name a source (`check_source_key`, through `is_source`). A manifest
+    written before keys were checked, or a target saved then, may hold a key like
+    `documents/../../outside`: erasure never tombstones, deletes or reads anything outside
+    the store's `documents/` for it (the document's id-named artifacts are still erased)."""
+    return sorted(key for key in set(keys) if is_source(key))
 
 
 def known_chunk_ids(store: ObjectStore, index: ChunkIndex, doc_ids: set[str]) -> list[str]:
@@ -230,18 +245,18 @@ class Eraser:
         self.request = request
         assert request.target is not None
         self.target = request.target
+        self.subject = request.scope.subject if request.scope else None
 
     def _count(self, place: str, amount: int) -> None:
         self.request.erased[place] = self.request.erased.get(place, 0) + amount
 
     def warehouse(self) -> None:
         """Rows about the subject, in the source tables, the models and the producer state."""
-        subject = self.request.scope.subject if self.request.scope else None
-        if subject is None or not warehouse.configured(self.settings):
+        if self.subject is None or not warehouse.configured(self.settings):
             return
         for table in warehouse.DOCUMENT_MODELS:
             keys = self.target.warehouse_rows.get(table, [])
-            warehouse.erase_rows(self.settings, table, keys, subject)
+            warehouse.erase_rows(self.settings, table, keys, self.subject)
             self._count("warehouse_rows", len(keys))
 
     def stage(self, name: str) -> None:
@@ -256,27 +271,69 @@ class Eraser:
     def _index(self) -> None:
         """Rows, then every older table version and the files only they used (full-text
         index included), then the cached answers: those filed under the chunks and those
-        naming the documents or chunks, then this process's query embeddings."""
+        naming the documents or chunks (or quoting the subject), then this process's query
+        embeddings."""
         self._count("index_rows", len(self.index.chunk_ids_of(self.target.doc_ids)))
         self.index.delete_documents(self.target.doc_ids)
         self.request.untagged_versions += self.index.purge_history(
             untag=self.request.untag_versions
         )
         forgotten = self.cache.forget(self.target.chunk_ids)
-        naming = entries_naming(self.cache, {*self.target.doc_ids, *self.target.chunk_ids})
+        naming = entries_naming(
+            self.cache, {*self.target.doc_ids, *self.target.chunk_ids}, _texts(self.subject)
+        )
         self._count("cached_answers", forgotten + self.cache.delete(naming))
         forget_query_embeddings()
 
     def _tombstone_and_delete_sources(self) -> None:
+        """Then the sync bookmark forgets the sources' keys."""
+        sources = valid_source_keys(self.target.source_keys)
         raws = [
             obj.key for doc_id in self.target.doc_ids for obj in self.store.list(f"raw/{doc_id}")
         ]
-        for key in [*raws, *(k for k in self.target.source_keys if self.store.exists(k))]:
+        for key in [*raws, *(k for k in sources if self.store.exists(k))]:
             tombstone = tombstone_key(version_for(self.store.get(key)))
             self.store.put(tombstone, self.request.request_id.encode())
-        for key in self.target.source_keys:
+        for key in sources:
             if self.store.purge(key) + self.store.purge(key + METADATA_SUFFIX):
                 self._count("sources", 1)
+        self._count("bookmark_entries", forget_sources(self.store, sources))
+
+
+def _texts(subject: str | None) -> list[str]:
+    return [subject] if subject else []
+
+
+def residue(settings: Settings, store: ObjectStore, needles: Collection[str]) -> list[str]:
+    """Where any of `needles` (erased document ids, source keys, the subject; compared
+    lower-cased) is still stored as bytes, beyond what the other checks look up by key:
+    every file of the local caches (the response cache's SQLite file and its write-ahead
+    log keep deleted rows unless scrubbed) and the producers' bookmarks. Returns the files
+    and object keys holding one."""
+    wanted = [needle.lower().encode() for needle in needles if needle]
+    if not wanted:
+        return []
+    cache = settings.cache_dir
+    files = [path for path in cache.rglob("*") if path.is_file()] if cache.is_dir() else []
+    found = [str(path) for path in files if _file_holds(path, wanted)]
+    bookmarks = [obj.key for obj in store.list(BOOKMARKS_PREFIX)]
+    return found + [key for key in bookmarks if _holds(store.get(key).lower(), wanted)]
+
+
+def _holds(data: bytes, needles: list[bytes]) -> bool:
+    return any(needle in data for needle in needles)
+
+
+def _file_holds(path: Path, needles: list[bytes]) -> bool:
+    """Read in blocks (a cache may be large), each searched with the end of the one before."""
+    overlap, tail = max(map(len, needles)) - 1, b""
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as file:  # deleted meanwhile
+        while block := file.read(SCAN_BLOCK_BYTES):
+            window = tail + block.lower()
+            if _holds(window, needles):
+                return True
+            tail = window[len(window) - overlap :]
+    return False
 
 
 def verify(
@@ -291,7 +348,8 @@ def verify(
     target = request.target or ErasureTarget()
     doc_ids = set(target.doc_ids)
     subject = request.scope.subject if request.scope else None
-    source_keys = [*target.source_keys, *(key + METADATA_SUFFIX for key in target.source_keys)]
+    sources = valid_source_keys(target.source_keys)
+    source_keys = [*sources, *(key + METADATA_SUFFIX for key in sources)]
     checks = {
         "index_versions": not index.versions_holding(doc_ids),
         "artifacts": not any(
@@ -301,7 +359,8 @@ def verify(
         ),
         "sources": not any(store.stored_versions(key) for key in source_keys),
         "cache": cache.referencing(target.chunk_ids) == 0
-        and not entries_naming(cache, {*doc_ids, *target.chunk_ids}),
+        and not entries_naming(cache, {*doc_ids, *target.chunk_ids}, _texts(subject)),
+        "bytes_on_disk": not residue(settings, store, [*doc_ids, *sources, *_texts(subject)]),
         "search": not any(
             hit["doc_id"] in doc_ids
             for phrase in phrases

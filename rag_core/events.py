@@ -6,8 +6,11 @@ notifications: consumers reconcile against the source of truth (the object store
 warehouse), so duplicated, replayed or reordered events cannot regress the index.
 """
 
+import hashlib
 import json
+from bisect import bisect_right
 from datetime import UTC, datetime
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -60,7 +63,7 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_version: int = Field(default=2, ge=1)
+    schema_version: int = Field(default=3, ge=1)
     idempotency_key: str | None = Field(
         default=None,
         description="Hash of the original topic, partition and offset: the same every time "
@@ -70,9 +73,21 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None
-    value: str = Field(description="The original payload, decoded as UTF-8 with replacement.")
+    value: str = Field(
+        description="The original payload decoded as UTF-8 with replacement; from version 3 "
+        "only its first bytes, so that a letter always fits in a Kafka message."
+    )
     reason: str
     failed_at: datetime
+    value_size: int | None = Field(
+        default=None, description="Size in bytes of the original payload (from version 3)."
+    )
+    value_sha256: str | None = Field(
+        default=None, description="SHA-256 of the original payload, hex (from version 3)."
+    )
+    value_truncated: bool = Field(
+        default=False, description="Whether `value` holds only a prefix of the payload."
+    )
 
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {
@@ -91,6 +106,25 @@ class Topics(NamedTuple):
 def topics(settings: Settings) -> Topics:
     prefix = settings.kafka_topic_prefix
     return Topics(f"{prefix}.document-changes", f"{prefix}.table-row-changes", f"{prefix}.dlq")
+
+
+def topic_event_types(settings: Settings) -> dict[str, str]:
+    names = topics(settings)
+    return {
+        names.documents: "document_change",
+        names.tables: "table_row_change",
+        names.dead_letter: "dead_letter",
+    }
+
+
+def topic_schemas(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The JSON Schema every value on each topic satisfies: the newest released schema of the
+    topic's event type. Producers check it before sending, and a broker with a schema
+    registry refuses what fails it."""
+    return {
+        topic: released_schemas(event_type)[-1]
+        for topic, event_type in topic_event_types(settings).items()
+    }
 
 
 def idempotency_key(*parts: str | None) -> str:
@@ -139,6 +173,7 @@ def decode(model: type[Event], payload: bytes | None) -> Event:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"not JSON: {exc}") from exc
+    _check_version(model, data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -149,22 +184,68 @@ def decode(model: type[Event], payload: bytes | None) -> Event:
         raise MalformedEvent(f"not a valid {model.__name__}: {problems}") from exc
 
 
+def newest_version(model: type[BaseModel]) -> int:
+    """The newest schema version of `model` this code knows (its `schema_version` default,
+    which tests keep equal to the number of released schemas)."""
+    version: int = model.model_fields["schema_version"].default
+    return version
+
+
+def _check_version(model: type[BaseModel], data: Any) -> None:
+    """A version newer than this code knows may mean anything (a field renamed, another
+    meaning), so it is not read as the newest one known: it is malformed here."""
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    newest = newest_version(model)
+    if type(version) is int and version > newest:
+        raise MalformedEvent(
+            f"unknown schema_version {version}: this consumer reads {model.__name__} "
+            f"up to version {newest}"
+        )
+
+
 def encode(event: BaseModel) -> bytes:
     return event.model_dump_json().encode()
+
+
+# What a dead letter keeps of the original message, in bytes of its JSON text: a letter stays
+# far below any broker's message size limit (1 MB by default), whatever the payload was.
+LETTER_VALUE_BYTES, LETTER_KEY_BYTES, LETTER_REASON_BYTES = 64 * 1024, 1024, 4096
+
+
+def _json_size(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+
+
+def json_text_prefix(data: bytes, limit: int) -> str:
+    """The longest prefix of `data`, decoded as UTF-8 with replacement, whose JSON string
+    takes at most `limit` bytes. The bytes are cut before decoding, and the escapes are
+    counted (a control byte becomes six, an invalid one three), so binary cannot grow."""
+    text = data[:limit].decode(errors="replace")
+    if _json_size(text) <= limit:
+        return text
+    ends = list(accumulate(_json_size(char) for char in text))
+    return text[: bisect_right(ends, limit)]
 
 
 def dead_letter(
     topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
 ) -> DeadLetter:
+    """A letter for one message, which always fits in a Kafka message: it keeps a prefix of
+    the payload, its size and hash, and where the message was (topic, partition, offset)."""
+    value = value or b""
+    text = json_text_prefix(value, LETTER_VALUE_BYTES)
     return DeadLetter(
         idempotency_key=idempotency_key("dead_letter", topic, str(partition), str(offset)),
         topic=topic,
         partition=partition,
         offset=offset,
-        key=key.decode(errors="replace") if key is not None else None,
-        value=(value or b"").decode(errors="replace"),
-        reason=reason,
+        key=json_text_prefix(key, LETTER_KEY_BYTES) if key is not None else None,
+        value=text,
+        reason=json_text_prefix(reason.encode(), LETTER_REASON_BYTES),
         failed_at=datetime.now(UTC),
+        value_size=len(value),
+        value_sha256=hashlib.sha256(value).hexdigest(),
+        value_truncated=text != value.decode(errors="replace"),
     )
 
 

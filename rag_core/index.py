@@ -5,6 +5,8 @@ inserts ids the table lacks, so replaying a document version leaves the table (a
 version number) untouched. A new version is written before older ones are deleted.
 """
 
+import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -98,6 +100,8 @@ class ChunkIndex:
             }
         self._db = lancedb.connect(settings.index_uri, storage_options=storage_options or None)
         self._vector_index_min_rows = settings.vector_index_min_rows
+        self._version_read: tuple[float, int] | None = None  # (monotonic time, version)
+        self._version_lock = threading.Lock()
 
     def table(self) -> Any | None:
         """The chunks table, or None before anything was indexed."""
@@ -110,6 +114,16 @@ class ChunkIndex:
         """Version of the chunks table (0 before the first write); any write changes it."""
         table = self.table()
         return 0 if table is None else int(table.version)
+
+    def recent_version(self, max_age: float) -> int:
+        """`table_version()` as read at most `max_age` seconds ago. Opening the table costs
+        far more than a cache hit, so a hot path that only needs the version (the response
+        cache key) opens it once per `max_age` instead of on every call."""
+        with self._version_lock:
+            now = time.monotonic()
+            if self._version_read is None or now - self._version_read[0] >= max_age:
+                self._version_read = (now, self.table_version())
+            return self._version_read[1]
 
     def _table_for_write(self, dimension: int) -> Any:
         table = self.table()

@@ -4,14 +4,25 @@ Producers are idempotent and wait for every acknowledgement; consumers never aut
 offsets are committed only after the work for the events is done.
 """
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from pydantic import BaseModel
 
-from rag_core.events import DocumentChange, TableRowChange, dead_letter, encode, topics
+from rag_core.events import (
+    DocumentChange,
+    MalformedEvent,
+    TableRowChange,
+    dead_letter,
+    encode,
+    topic_schemas,
+    topics,
+)
 from rag_core.settings import Settings
 
 TOPIC_PARTITIONS = 1  # one partition keeps per-key order simple; raise for throughput
@@ -63,7 +74,9 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
 
 
 class EventPublisher:
-    """Publishes events and returns only once the broker acknowledged all of them."""
+    """Publishes events and returns only once the broker acknowledged all of them. Each
+    event is checked against its topic's released schema first, as a broker with a schema
+    registry would: what such a broker refuses is never sent."""
 
     def __init__(self, settings: Settings):
         ensure_topics(settings)
@@ -71,6 +84,14 @@ class EventPublisher:
             client_config(settings, **{"enable.idempotence": True, "linger.ms": 2})
         )
         self.topics = topics(settings)
+        self._validators = {
+            topic: Draft202012Validator(schema) for topic, schema in topic_schemas(settings).items()
+        }
+
+    def _check(self, topic: str, value: bytes) -> None:
+        error = best_match(self._validators[topic].iter_errors(json.loads(value)))
+        if error is not None:
+            raise MalformedEvent(f"not a valid event of {topic}: {error.json_path}: {error.message}")
 
     def publish(self, topic: str, events: Iterable[tuple[str, BaseModel]]) -> int:
         """Send (key, event) pairs; raises if any delivery failed."""
@@ -80,15 +101,18 @@ class EventPublisher:
             if error is not None:
                 failures.append(str(error))
 
-        count = 0
-        for key, event in events:
-            self._producer.produce(topic, key=key.encode(), value=encode(event),
-                                   on_delivery=on_delivery)  # fmt: skip
-            count += 1
+        messages = [(key.encode(), encode(event)) for key, event in events]
+        for _, value in messages:  # all checked before any is sent
+            self._check(topic, value)
+        for key, value in messages:
+            self._producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
         remaining = self._producer.flush(30)
         if failures or remaining:
-            raise KafkaException(f"{len(failures) + remaining} of {count} events not delivered")
-        return count
+            raise KafkaException(
+                f"{len(failures) + remaining} of {len(messages)} events not delivered"
+                + (f": {failures[0]}" if failures else "")
+            )
+        return len(messages)
 
     def document_changes(self, events: Iterable[DocumentChange]) -> None:
         """Keyed by source, so the changes of one source stay in order."""

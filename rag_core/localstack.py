@@ -6,8 +6,10 @@ import importlib.util
 import json
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -57,11 +59,35 @@ class S3Credentials:
         filesystem.create_dir(bucket)
 
 
+def registry_schema(value_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A topic's schema as tansu's registry wants it: an object whose `value` is the record's
+    value (the key stays free). Shared definitions move to the root, where `$ref`s point."""
+    value = {name: part for name, part in value_schema.items() if name != "$defs"}
+    schema: dict[str, Any] = {"type": "object", "properties": {"value": value}}
+    if "$defs" in value_schema:
+        schema["$defs"] = value_schema["$defs"]
+    return schema
+
+
+def write_schema_registry(folder: Path, topic_schemas: Mapping[str, Mapping[str, Any]]) -> None:
+    """One `<topic>.json` per topic, and nothing else (no schema left from other topics)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for topic, schema in topic_schemas.items():
+        (folder / f"{topic}.json").write_text(json.dumps(registry_schema(schema), indent=2))
+
+
 class TansuBroker(ChildServer):
     """A Kafka-protocol broker. `storage` is `memory://tansu/` or `s3://BUCKET/` (topics and
-    committed offsets then survive a restart; pass `s3` for the bucket's endpoint)."""
+    committed offsets then survive a restart; pass `s3` for the bucket's endpoint).
+
+    With `topic_schemas` (topic → JSON Schema of its values) the broker enforces them: a
+    record whose value fails its topic's schema is refused with `INVALID_RECORD`. They are
+    written under `data_dir/schemas/`; tansu takes the registry as a path relative to its
+    working directory, so it runs in `data_dir`."""
 
     name = "the tansu broker"
+    SCHEMA_FOLDER = "schemas"
 
     def __init__(
         self,
@@ -69,16 +95,22 @@ class TansuBroker(ChildServer):
         storage: str = "memory://tansu/",
         s3: S3Credentials | None = None,
         log_path: Path | None = None,
+        topic_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        data_dir: Path | None = None,
     ):
         self.port = port or free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         listener = f"tcp://{self.bootstrap_servers}"
-        super().__init__(
-            [_tansu_binary(), "broker", "--listener-url", listener,
-             "--advertised-listener-url", listener, "--storage-engine", storage],
-            env=s3.env() if s3 else None,
-            log_path=log_path,
-        )  # fmt: skip
+        command = [
+            _tansu_binary(), "broker", "--listener-url", listener,
+            "--advertised-listener-url", listener, "--storage-engine", storage,
+        ]  # fmt: skip
+        if topic_schemas:
+            if data_dir is None:
+                raise ValueError("a broker that enforces schemas needs a data_dir")
+            write_schema_registry(data_dir / self.SCHEMA_FOLDER, topic_schemas)
+            command += ["--schema-registry", f"file://./{self.SCHEMA_FOLDER}"]
+        super().__init__(command, env=s3.env() if s3 else None, log_path=log_path, cwd=data_dir)
 
     def ready(self) -> bool:
         return accepts_connections(self.port)

@@ -58,10 +58,12 @@ class ChildServer:
         *,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        cwd: Path | None = None,
     ):
         self.command = list(command)
         self.env = dict(os.environ) | dict(env or {})
         self.log_path = log_path
+        self.cwd = cwd
         self._process: subprocess.Popen[bytes] | None = None
 
     def ready(self) -> bool:
@@ -71,7 +73,12 @@ class ChildServer:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=log, start_new_session=True
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         finally:
             if self.log_path:

@@ -89,6 +89,7 @@ class QueryService:
             reranker=self.retriever.reranker.name,
             generator=self.answerer.name,
             index=settings.index_uri,
-            index_version=self.retriever.index.table_version(),
+            # A new index version misses the cache; read at most a TTL ago, so a hit stays cheap.
+            index_version=self.retriever.index.recent_version(settings.index_version_ttl_seconds),
             groups=None if groups is None else sorted(groups),
         )

@@ -1,12 +1,20 @@
 """Token-bucket rate limits per key (principal and route): in Redis when `RAG_CACHE_URL`
-names one, so every API replica draws from the same buckets, in process otherwise."""
+names one, so every API replica draws from the same buckets, in process otherwise.
+
+While Redis is unreachable, the Redis limiter falls back to in-process buckets of the same
+size (see `rag_core.dependencies`): requests go on being answered and limited, though each
+replica then allows a caller the whole rate on its own. Short timeouts and the circuit
+breaker keep a dead Redis from costing more than one failed attempt per retry interval."""
 
 import threading
 import time
 from collections import OrderedDict
 from typing import Protocol
 
+from rag_core.dependencies import CircuitBreaker, redis_client, redis_outages
 from rag_core.settings import Settings
+
+REDIS_TIMEOUT_SECONDS = 0.5  # a limit check is on every request's path: fail fast
 
 # Refill, take one token if there is one, and say how long until there will be: atomically,
 # on Redis's clock, so replicas with skewed clocks agree.
@@ -53,19 +61,26 @@ class LocalRateLimiter:
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, capacity: int, per_second: float):
-        import redis
-
-        self._script = redis.Redis.from_url(url, socket_timeout=2.0).register_script(TOKEN_BUCKET)
+    def __init__(self, url: str, capacity: int, per_second: float, retry_seconds: float):
+        self._script = redis_client(url, REDIS_TIMEOUT_SECONDS).register_script(TOKEN_BUCKET)
         self.capacity, self.per_second = capacity, per_second
+        self._breaker = CircuitBreaker("rate_limiter", redis_outages(), retry_seconds)
+        self._fallback = LocalRateLimiter(capacity, per_second)
 
     def acquire(self, key: str) -> float:
-        return float(self._script(keys=[f"rag:rate:{key}"], args=[self.capacity, self.per_second]))
+        return self._breaker.call(
+            lambda: float(
+                self._script(keys=[f"rag:rate:{key}"], args=[self.capacity, self.per_second])
+            ),
+            lambda: self._fallback.acquire(key),
+        )
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
     per_second = settings.rate_limit_per_minute / 60
     url = settings.cache_url.get_secret_value()
     if url.startswith(("redis://", "rediss://")):
-        return RedisRateLimiter(url, settings.rate_limit_burst, per_second)
+        return RedisRateLimiter(
+            url, settings.rate_limit_burst, per_second, settings.dependency_retry_seconds
+        )
     return LocalRateLimiter(settings.rate_limit_burst, per_second)

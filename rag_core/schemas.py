@@ -1,12 +1,25 @@
 """Request and response shapes shared by the REST API and `ragctl --json`."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
+
+
+def _not_blank(text: str) -> str:
+    """Whitespace alone asks nothing: refuse it rather than answer an invented question."""
+    if not text.strip():
+        raise PydanticCustomError("blank_string", "String should hold more than whitespace")
+    return text
+
+
+QueryText = Annotated[
+    str, Field(min_length=1, max_length=MAX_QUERY_CHARS), AfterValidator(_not_blank)
+]
 
 
 class SearchFilters(BaseModel):
@@ -24,7 +37,7 @@ SearchMode = Literal["hybrid", "vector", "keyword"]
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: QueryText
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K)
     filters: SearchFilters | None = None
     mode: SearchMode | None = Field(default=None, description="Default: RAG_RETRIEVAL_MODE.")
@@ -54,7 +67,7 @@ class SearchResponse(BaseModel):
 
 
 class QueryRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    question: QueryText
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K)
     filters: SearchFilters | None = None
     stream: bool = Field(
@@ -90,4 +103,19 @@ class IndexStatus(BaseModel):
     chunks: int
     index_version: int
     failed_documents: int = Field(description="Live versions whose parsing failed.")
+    checked_at: datetime
+
+
+class DependencyStatus(BaseModel):
+    ok: bool
+    required: bool = Field(description="Whether the API cannot serve without it.")
+    detail: str
+
+
+class ReadinessReport(BaseModel):
+    status: Literal["ready", "degraded", "unavailable"] = Field(
+        description="`unavailable` (503) when a required dependency is down, `degraded` when "
+        "only optional ones are (answers go on without them)."
+    )
+    dependencies: dict[str, DependencyStatus]
     checked_at: datetime

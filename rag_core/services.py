@@ -29,7 +29,9 @@ def chunk_index(settings: Settings) -> ChunkIndex:
 
 
 def embedder(settings: Settings) -> Embedder:
-    return get_embedder(settings.embedding_model, settings.embed_batch_size)
+    return get_embedder(
+        settings.embedding_model, settings.embed_batch_size, settings.inference_threads
+    )
 
 
 def retriever(settings: Settings) -> Retriever:

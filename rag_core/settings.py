@@ -16,6 +16,9 @@ from rag_core.schemas import SearchMode
 from rag_core.secrets import AWS_PREFIX, read_secret_files, resolve_reference
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Dev mode is one identity for every local caller, evaluation and load scripts included:
+# unless set, its rate limits are far beyond what one machine sends.
+DEV_RATE_LIMIT_PER_MINUTE, DEV_RATE_LIMIT_BURST = 600_000, 10_000
 
 
 class Settings(BaseSettings):
@@ -109,6 +112,12 @@ class Settings(BaseSettings):
         "a second) or the Dagster Kafka sensor (one run per batch of events).",
     )
     stream_batch_size: int = Field(default=256, ge=1, description="Events handled at once.")
+    stream_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed attempts in a row at one batch before the streaming worker handles "
+        "its events one by one, dead-lettering those that still fail.",
+    )
     freshness_sla_seconds: float = Field(
         default=60.0, gt=0, description="Longest allowed time from change event to queryable."
     )
@@ -158,6 +167,38 @@ class Settings(BaseSettings):
     snowflake_host: str = Field(default="", description="Only to reach a Snowflake stand-in.")
     snowflake_port: int = 443
     snowflake_protocol: Literal["https", "http"] = "https"
+    max_in_flight: int = Field(
+        default_factory=lambda: 4 * (os.cpu_count() or 1),
+        ge=0,
+        description="Requests one API process works on at once (probes and /metrics aside); "
+        "past it and the queue, 503 with Retry-After. 0: no limit.",
+    )
+    max_queued: int = Field(
+        default_factory=lambda: 4 * (os.cpu_count() or 1),
+        ge=0,
+        description="Requests that may wait for an in-flight slot, first come, first served.",
+    )
+    queue_wait_seconds: float = Field(
+        default=0.5, gt=0, description="Longest wait for a slot before a 503."
+    )
+    index_version_ttl_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a process reuses the index version it read for cache keys (so a "
+        "cache hit opens no table): an answer may be served up to this long after the index "
+        "changed. 0: read it on every query.",
+    )
+    inference_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="torch threads per process; `ragctl serve --workers N` sets cores / N.",
+    )
+    dependency_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="While Redis is unreachable, how long the API serves without it (cache "
+        "bypassed, in-process rate limits) before one request tries it again.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -188,6 +229,17 @@ class Settings(BaseSettings):
         ):
             value: Path = getattr(self, name)
             setattr(self, name, default if value == Path() else value.expanduser().resolve())
+        return self
+
+    @model_validator(mode="after")
+    def _dev_rate_limits(self) -> "Settings":
+        if self.auth_mode == "dev":
+            for name, dev_default in (
+                ("rate_limit_per_minute", DEV_RATE_LIMIT_PER_MINUTE),
+                ("rate_limit_burst", DEV_RATE_LIMIT_BURST),
+            ):
+                if name not in self.model_fields_set:
+                    setattr(self, name, dev_default)
         return self
 
 

@@ -6,8 +6,15 @@ tens of seconds. This worker keeps the parser, the embedding model and the index
 handles each poll's events as one batch (reconcile, raw → index in-process), and only then
 commits the offsets. `on_batch` lets the caller record the outcome (the Dagster wiring
 reports it to the instance as runless materializations).
+
+Bad days: a batch that keeps failing is, after `stream_max_attempts` attempts, handled event
+by event and the events that still fail are dead-lettered, so one poison event cannot hold
+the partition. When the broker was unreachable the worker joins again once it answers and
+reconciles every source, as the events of an in-memory broker are lost with it. Its health
+is in `WorkerHealth`, served with the metrics by `serve_probes`.
 """
 
+import json
 import logging
 import threading
 import time
@@ -15,8 +22,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from rag_core import services
 from rag_core.changes import (
@@ -34,7 +44,15 @@ from rag_core.kafka import EventPublisher, consumer_config
 from rag_core.parsing import warm_up_parser
 from rag_core.pipeline import build_versions, retire_documents
 from rag_core.settings import Settings
-from rag_core.telemetry import FRESHNESS_LAG, STREAM_EVENTS
+from rag_core.telemetry import (
+    FRESHNESS_LAG,
+    STREAM_BROKER_CONNECTED,
+    STREAM_BROKER_RECOVERIES,
+    STREAM_DEAD_LETTER_FAILURES,
+    STREAM_EVENTS,
+    STREAM_FAILED_ATTEMPTS,
+    STREAM_LAST_PROGRESS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +60,13 @@ log = logging.getLogger(__name__)
 # before it (unindexed rows are scanned), and doing it per event would cost the freshness.
 OPTIMIZE_AFTER_IDLE_SECONDS = 5.0
 RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
+# librdkafka's signs that the broker is gone (or came back without our topics).
+BROKER_LOST = {
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TRANSPORT,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+}
 
 
 @dataclass
@@ -62,6 +87,72 @@ class BatchOutcome:
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
+    def add(self, other: "BatchOutcome") -> None:
+        """Count the work of a part of this batch (an event handled alone)."""
+        self.indexed += other.indexed
+        self.access_only += other.access_only
+        self.retired += other.retired
+        self.dead_letters += other.dead_letters
+        self.freshness += other.freshness
+        for stage, seconds in other.seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+class DeadLetterFailed(RuntimeError):
+    """The broker did not take a dead letter: the event can neither be applied nor parked,
+    so its batch is not committed (and the worker reports itself stalled)."""
+
+
+@dataclass
+class WorkerHealth:
+    """What the probes say. Ready: consuming, the broker reachable, and not stalled. Stalled:
+    the current batch failed `max_attempts` times in a row, and then handling its events one
+    by one and dead-lettering the failures did not get it through either (the dead-letter
+    topic refused a letter, say)."""
+
+    max_attempts: int
+    consuming: bool = False
+    broker_connected: bool = True
+    failed_attempts: int = 0
+    last_progress: float = field(default_factory=time.time)
+    last_error: str | None = None
+
+    @property
+    def stalled(self) -> bool:
+        return self.failed_attempts > self.max_attempts
+
+    @property
+    def ready(self) -> bool:
+        return self.consuming and self.broker_connected and not self.stalled
+
+    def progressed(self) -> None:
+        self.failed_attempts, self.last_error, self.last_progress = 0, None, time.time()
+        STREAM_FAILED_ATTEMPTS.set(0)
+        STREAM_LAST_PROGRESS.set(self.last_progress)
+
+    def failed(self, error: BaseException) -> None:
+        self.failed_attempts += 1
+        self.last_error = f"{type(error).__name__}: {error}"
+        STREAM_FAILED_ATTEMPTS.set(self.failed_attempts)
+
+    def broker(self, connected: bool, error: str | None = None) -> None:
+        self.broker_connected = connected
+        if error:
+            self.last_error = error
+        STREAM_BROKER_CONNECTED.set(int(connected))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "consuming": self.consuming,
+            "broker_connected": self.broker_connected,
+            "stalled": self.stalled,
+            "failed_attempts": self.failed_attempts,
+            "max_attempts": self.max_attempts,
+            "last_progress": datetime.fromtimestamp(self.last_progress, UTC).isoformat(),
+            "last_error": self.last_error,
+        }
+
 
 class StreamingIndexer:
     def __init__(
@@ -75,11 +166,30 @@ class StreamingIndexer:
         self.index = services.chunk_index(settings)
         self.embedder = services.embedder(settings)
         self.on_batch = on_batch
+        self.group_id = group_id or settings.kafka_group_id
+        self.health = WorkerHealth(max_attempts=settings.stream_max_attempts)
         self.publisher = EventPublisher(settings)  # creates missing topics
-        self.consumer = Consumer(consumer_config(settings, group_id or settings.kafka_group_id))
-        self.consumer.subscribe([topics(settings).documents, topics(settings).tables])
+        self.consumer = self._subscribe()
+        self.health.broker(connected=True)
+        self.health.progressed()
+        self._broker_lost = False
+        self._rewind_pending = False
         self._dirty_since: float | None = None
         self._closed = False
+
+    def _subscribe(self) -> Consumer:
+        consumer = Consumer(
+            consumer_config(self.settings, self.group_id) | {"error_cb": self._on_kafka_error}
+        )
+        consumer.subscribe([topics(self.settings).documents, topics(self.settings).tables])
+        return consumer
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback, served inside `poll` on this thread."""
+        log.warning("kafka: %s", error)
+        if error.code() in BROKER_LOST:
+            self._broker_lost = True
+            self.health.broker(connected=False, error=f"kafka: {error}")
 
     def warm_up(self) -> None:
         """Load the model and the parsers before the first event, not on it."""
@@ -87,29 +197,48 @@ class StreamingIndexer:
         warm_up_parser({"a.md", "a.html", "a.txt", "a.pdf"})
 
     def poll_once(self, timeout: float = 0.5) -> BatchOutcome | None:
+        """Handle what arrived (or recover from a broker outage) and commit. A failure leaves
+        the batch uncommitted: the next call starts again from the committed offsets."""
+        if self._broker_lost:
+            return self._recover(timeout)
+        try:
+            if self._rewind_pending:
+                self._rewind()
+            messages = self._poll(timeout)
+            outcome = self._handle_batch(messages) if messages else None
+            if outcome is not None:
+                self.consumer.commit(asynchronous=False)  # only now is the batch's work done
+        except Exception as exc:
+            self._rewind_pending = True
+            self.health.failed(exc)
+            raise
+        if outcome is None:
+            self._optimize_when_idle()
+        self.health.progressed()
+        return outcome
+
+    def _poll(self, timeout: float) -> list[Message]:
         # Wait for the first event only; `consume` alone would wait for a full batch.
         first = self.consumer.poll(timeout)
         if first is None:
-            self._optimize_when_idle()
-            return None
+            return []
         messages = [first, *self.consumer.consume(self.settings.stream_batch_size - 1, 0)]
         for message in messages:
-            if message.error():
-                log.warning("consumer error: %s", message.error())
-        messages = [message for message in messages if not message.error()]
-        if not messages:
-            self._optimize_when_idle()
-            return None
-        outcome = self.handle(messages)
-        self.consumer.commit(asynchronous=False)  # only now is the batch's work done
-        return outcome
+            if error := message.error():
+                self._on_kafka_error(error)
+        return [message for message in messages if not message.error()]
+
+    def _handle_batch(self, messages: Sequence[Message]) -> BatchOutcome:
+        if self.health.failed_attempts < self.settings.stream_max_attempts:
+            return self.handle(messages)
+        return self._handle_one_by_one(messages)
 
     def handle(self, messages: Sequence[Message]) -> BatchOutcome:
         outcome = BatchOutcome(events=len(messages))
         with outcome.timed("read"):
             batch = read_batch(self.settings, self.store, messages)
             for message, reason in batch.malformed:
-                self.publisher.dead_letter(message, reason)
+                self._dead_letter(message, reason)
         outcome.dead_letters = len(batch.malformed)
         self._reconcile(batch, outcome)
         STREAM_EVENTS.labels("dead_letter").inc(outcome.dead_letters)
@@ -118,10 +247,64 @@ class StreamingIndexer:
         )
         return outcome
 
+    def _handle_one_by_one(self, messages: Sequence[Message]) -> BatchOutcome:
+        """The batch failed `stream_max_attempts` times in a row: each event alone, and
+        those that still fail go to the dead-letter topic with the error, so one event that
+        cannot be processed does not hold back the events after it."""
+        outcome = BatchOutcome(events=len(messages))
+        for message in messages:
+            try:
+                outcome.add(self.handle([message]))
+            except DeadLetterFailed:
+                raise
+            except Exception as exc:
+                log.exception("event failed alone too; dead-lettering it")
+                attempts = self.health.failed_attempts
+                self._dead_letter(message, f"failed {attempts} times in a row, then alone: {exc}")
+                STREAM_EVENTS.labels("dead_letter").inc()
+                outcome.dead_letters += 1
+        return outcome
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        try:
+            self.publisher.dead_letter(message, reason)
+        except Exception as exc:
+            STREAM_DEAD_LETTER_FAILURES.inc()
+            raise DeadLetterFailed(f"dead letter not accepted ({exc}) for: {reason}") from exc
+
     def catch_up(self) -> BatchOutcome:
-        """Reconcile every known source, as if each had an event now (run at start-up)."""
+        """Reconcile every known source, as if each had an event now (run at start-up and
+        after the broker was unreachable)."""
         outcome = BatchOutcome(events=0)
         self._reconcile(full_batch(self.store), outcome)
+        return outcome
+
+    def _recover(self, timeout: float) -> BatchOutcome | None:
+        """The broker was unreachable. Once it answers: create the topics if it lost them,
+        produce with a new producer, join again with a new consumer (from the committed offsets, or from the start of a
+        log lost together with them, where the old consumer's position would be past the
+        new log's end), then catch up, since events may have been lost with the broker.
+        None while the broker does not answer yet."""
+        try:
+            self.consumer.list_topics(timeout=max(timeout, 0.1))
+            # A new producer too: a restarted broker may not know the old one's id.
+            self.publisher = EventPublisher(self.settings)  # creates the topics it lost
+        except KafkaException as exc:
+            self.health.broker(connected=False, error=f"broker unreachable: {exc}")
+            return None
+        log.warning("the broker answers again: joining again and catching up")
+        self.consumer.close()
+        self.consumer = self._subscribe()
+        self._broker_lost = self._rewind_pending = False
+        self.health.broker(connected=True)
+        try:
+            outcome = self.catch_up()
+        except Exception as exc:
+            self._broker_lost = True  # so the catch-up is tried again
+            self.health.failed(exc)
+            raise
+        STREAM_BROKER_RECOVERIES.inc()
+        self.health.progressed()
         return outcome
 
     def _reconcile(self, batch: ChangeBatch, outcome: BatchOutcome) -> None:
@@ -165,24 +348,29 @@ class StreamingIndexer:
         """Poll until `stop` is set. A batch that fails (S3 or the warehouse unreachable, say)
         is not committed: the worker rewinds to the committed offsets and tries again after a
         pause, so nothing is lost and the process does not die."""
+        self.health.consuming = True
         backoff = RETRY_SECONDS
-        while not stop.is_set():
-            try:
-                self.poll_once()
-                backoff = RETRY_SECONDS
-            except Exception:
-                log.exception(
-                    "batch failed; retrying from the committed offsets in %.0f s", backoff
-                )
-                stop.wait(backoff)
-                self._rewind()
-                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+        try:
+            while not stop.is_set():
+                try:
+                    self.poll_once()
+                    backoff = RETRY_SECONDS
+                except Exception:
+                    log.exception(
+                        "batch failed (%d in a row); retrying from the committed offsets in "
+                        "%.0f s", self.health.failed_attempts, backoff,
+                    )  # fmt: skip
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_RETRY_SECONDS)
+        finally:
+            self.health.consuming = False
 
     def _rewind(self) -> None:
         for partition in self.consumer.committed(self.consumer.assignment(), timeout=10):
             if partition.offset < 0:  # nothing committed yet: from the start
                 partition.offset = OFFSET_BEGINNING
             self.consumer.seek(partition)
+        self._rewind_pending = False
 
     def close(self) -> None:
         """Leave the consumer group (idempotent)."""
@@ -195,3 +383,33 @@ class StreamingIndexer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def serve_probes(health: WorkerHealth, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve `/healthz` (liveness: the process answers), `/readyz` (200 when ready, else 503;
+    both with the health report as JSON) and Prometheus `/metrics`, from a daemon thread."""
+
+    class Probes(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                status = 200 if path == "/healthz" or health.ready else 503
+                self._send(status, json.dumps(health.report()).encode(), "application/json")
+            else:
+                self._send(404, b'{"detail": "not found"}', "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Probes every few seconds would flood the worker's log."""
+
+    server = ThreadingHTTPServer((host, port), Probes)
+    threading.Thread(target=server.serve_forever, name="probes", daemon=True).start()
+    return server

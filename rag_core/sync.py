@@ -7,11 +7,11 @@ version; a source whose listing entry is unchanged is not read again, unless it 
 around the previous scan (S3 keeps modification times to the second, so a same-size rewrite
 within that second looks unchanged). The bookmark is saved
 only after the broker acknowledged the events, so a crash in between announces again, which
-consumers absorb, instead of never.
+consumers absorb, instead of never. Erasure drops erased sources from it (`forget_sources`).
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
@@ -118,6 +118,22 @@ def _vanished(store: ObjectStore, state: SyncState, listing: dict[str, StoredObj
             key for key in manifest_source_keys(store) if not key.startswith(WAREHOUSE_PREFIX)
         }
     return {key for key in known if key not in listing}
+
+
+def forget_sources(store: ObjectStore, keys: Collection[str]) -> int:
+    """Drop erased sources from the bookmark, which would otherwise keep their keys (paths,
+    which may name a person) until the next scan; returns how many it held. Every stored
+    version of the bookmark goes (on a versioned bucket each one names them), then it is
+    written again; a crash in between loses it, and the next scan announces from the
+    manifests, which consumers absorb. The next scan has nothing to say about the erased
+    sources: erasure already removed all a delete event would."""
+    state = _load_state(store)
+    erased = set(keys) & set(state.sources)
+    if erased:
+        kept = {key: stamp for key, stamp in state.sources.items() if key not in erased}
+        store.purge(STATE_KEY)
+        store.put(STATE_KEY, state.model_copy(update={"sources": kept}).model_dump_json().encode())
+    return len(erased)
 
 
 def sync_object_store(

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 tracer = trace.get_tracer("rag_platform")
 
@@ -40,6 +40,24 @@ STREAM_EVENTS = Counter(
     "rag_stream_events",
     "Change events the streaming worker handled, by outcome (applied, no_op, dead_letter).",
     ["outcome"],
+)
+STREAM_FAILED_ATTEMPTS = Gauge(
+    "rag_stream_failed_attempts",
+    "Failed attempts in a row at the streaming worker's current batch (0 when it progresses).",
+)
+STREAM_LAST_PROGRESS = Gauge(
+    "rag_stream_last_progress_timestamp_seconds",
+    "Unix time the streaming worker last committed a batch or found nothing to do.",
+)
+STREAM_BROKER_CONNECTED = Gauge(
+    "rag_stream_broker_connected", "1 while the streaming worker reaches the broker, else 0."
+)
+STREAM_BROKER_RECOVERIES = Counter(
+    "rag_stream_broker_recoveries",
+    "Times the streaming worker rejoined after the broker was unreachable, and caught up.",
+)
+STREAM_DEAD_LETTER_FAILURES = Counter(
+    "rag_stream_dead_letter_failures", "Dead letters the broker did not accept."
 )
 
 

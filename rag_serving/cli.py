@@ -12,30 +12,59 @@ import threading
 import time
 from json import dumps
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from typer.core import TyperGroup
 
 from rag_core import audit, erasure, services, warehouse
 from rag_core.documents import add_sources
 from rag_core.erasure import ErasureScope
+from rag_core.events import topic_schemas
 from rag_core.kafka import EventPublisher
 from rag_core.llm import LocalLLMServer, assemble_local_model
 from rag_core.localstack import TansuBroker
 from rag_core.processes import accepts_connections, stop_process_groups
-from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchResponse
+from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchRequest, SearchResponse
 from rag_core.settings import Settings, get_settings
 from rag_core.streaming import StreamingIndexer
 from rag_core.sync import sync_object_store
 
-app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+class OneLineErrors(TyperGroup):
+    """Every failure a command does not report itself ends `ragctl` with one line on stderr
+    and exit status 1, never a traceback. (Usage errors keep click's own message, status 2.)"""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context, not public
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):  # click's own: usage, exit
+            raise
+        except Exception as failure:
+            console.print(f"error: {_one_line(failure)}", style="red", markup=False,
+                          highlight=False, soft_wrap=True)  # fmt: skip
+            raise typer.Exit(1) from failure
+
+
+def _one_line(failure: Exception) -> str:
+    if isinstance(failure, ValidationError):
+        text = "; ".join(
+            f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in failure.errors()
+        )
+    else:
+        text = f"{type(failure).__name__}: {failure}"
+    return " ".join(text.split())
+
+
+app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True, cls=OneLineErrors)
 warehouse_app = typer.Typer(help="The warehouse: sample tables and dbt models.")
 app.add_typer(warehouse_app, name="warehouse")
-console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]
@@ -55,12 +84,18 @@ def _index_sources(settings: Settings, source_keys: list[str] | None, activity: 
 
 @app.command()
 def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
-    """Copy files or folders into the object store and index them; returns when queryable."""
+    """Copy files or folders into the object store and index them; returns when queryable.
+    A `<file>.meta.json` beside a file is copied as its access sidecar (acl, subjects), never
+    indexed as a document."""
     settings = get_settings()
     store = services.object_store(settings)
-    source_keys = add_sources(
-        store, paths, lambda planned: track(planned, description="Copying", console=console)
-    )
+    try:
+        source_keys = add_sources(
+            store, paths, lambda planned: track(planned, description="Copying", console=console)
+        )
+    except ValueError as refused:  # a file name that is no source key, an invalid sidecar
+        console.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from refused
     new_keys = _index_sources(settings, source_keys, "Indexing new document versions")
     status = services.index_status(settings)
     console.print(
@@ -96,22 +131,24 @@ def _announce_changes(settings: Settings) -> str:
 
 @app.command()
 def stream(
-    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics; 0 for none.")] = 9464,
+    metrics_port: Annotated[
+        int,
+        typer.Option(help="Prometheus /metrics and the probes /healthz, /readyz; 0 for none."),
+    ] = 9464,
 ) -> None:
     """Index change events as they arrive (the warm streaming worker), until interrupted."""
-    from prometheus_client import start_http_server
-
     from rag_assets.ingest import local_instance
     from rag_assets.streaming import InstanceRecorder
+    from rag_core.streaming import serve_probes
 
     settings = get_settings()
-    if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1")
     recorder = InstanceRecorder(local_instance(settings), settings.freshness_sla_seconds)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with StreamingIndexer(settings, recorder) as worker:
+        if metrics_port:  # not ready (503) until it consumes, after the catch-up
+            serve_probes(worker.health, metrics_port)
         with console.status("Loading the model, catching up with the sources"):
             worker.warm_up()
             caught_up = worker.catch_up()
@@ -247,7 +284,8 @@ def search(
     json: JsonOption = False,
 ) -> None:
     """Chunks most relevant to QUERY."""
-    hits = services.retriever(get_settings()).search(query, top_k, mode=mode)
+    request = SearchRequest(query=query, top_k=top_k, mode=mode)  # refused before any loading
+    hits = services.retriever(get_settings()).search(request.query, top_k, mode=mode)
     if json:
         print(SearchResponse(hits=hits).model_dump_json(indent=2))
         return
@@ -261,9 +299,8 @@ def search(
 @app.command()
 def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
     """Answer QUESTION from the index, with citations."""
-    response = services.query_service(get_settings()).query(
-        QueryRequest(question=question, top_k=top_k)
-    )
+    request = QueryRequest(question=question, top_k=top_k)  # refused before any loading
+    response = services.query_service(get_settings()).query(request)
     if json:
         print(response.model_dump_json(indent=2))
         return
@@ -291,12 +328,22 @@ def status(json: JsonOption = False) -> None:
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes. Each has its own in-flight limit (RAG_MAX_IN_FLIGHT) and, "
+            "unless RAG_INFERENCE_THREADS is set, cores / N inference threads.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the REST API."""
     import uvicorn
 
     _refuse_dev_identity_off_loopback(get_settings(), host)
-    uvicorn.run("rag_serving.main:create_app", factory=True, host=host, port=port)
+    # Workers are spawned processes: they read their settings, this one included, from the env.
+    os.environ.setdefault("RAG_INFERENCE_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    uvicorn.run("rag_serving.main:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 def _refuse_dev_identity_off_loopback(settings: Settings, host: str) -> None:
@@ -387,4 +434,7 @@ def _embedded_broker(settings: Settings) -> TansuBroker | None:
     if host not in ("127.0.0.1", "localhost") or accepts_connections(int(port or 9092)):
         return None
     with console.status("Starting the Kafka broker (tansu, in memory)"):
-        return TansuBroker(int(port or 9092), log_path=settings.home / "tansu.log").start()
+        return TansuBroker(
+            int(port or 9092), log_path=settings.home / "tansu.log",
+            topic_schemas=topic_schemas(settings), data_dir=settings.home / "tansu",
+        ).start()  # fmt: skip

@@ -99,6 +99,38 @@ def test_forget_erases_and_audit_verifies(rag_home: Settings) -> None:
     assert runner.invoke(app, ["forget", "--subject", "x", "--prefix", "y"]).exit_code == 2
 
 
+def test_ingest_applies_a_sidecar_and_never_indexes_it(rag_home: Settings, tmp_path: Path) -> None:
+    """`a.md.meta.json` is a.md's access, not a document: indexing it would publish its acl
+    and subjects to every caller, and erasing the subject would leave it behind."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Leave\n\nParental leave requests go to the people team.\n")
+    access = {"acl": ["hr"], "subjects": ["Sven.Tamm@example.com"]}
+    (folder / "a.md.meta.json").write_text(json.dumps(access))
+
+    result = runner.invoke(app, ["ingest", str(folder)])
+
+    assert result.exit_code == 0, result.output
+    assert "1 files, 1 new versions indexed" in result.output
+    index = services.chunk_index(rag_home)
+    [doc_id] = index.documents_where("true")
+    assert index.documents_where("array_has(acl, 'hr')") == {doc_id}
+    store = services.object_store(rag_home)
+    assert [obj.key for obj in store.list("documents")] == [
+        "documents/a.md",
+        "documents/a.md.meta.json",
+    ]
+
+    forgotten = runner.invoke(app, ["forget", "--subject", "sven.tamm@example.com", "--json"])
+
+    assert forgotten.exit_code == 0, forgotten.output
+    assert json.loads(forgotten.stdout)["matched_documents"] == 1
+    assert index.documents_where("true") == set() and store.list("documents") == []
+    files = [path for path in rag_home.home.rglob("*") if path.is_file()]
+    for needle in (b"sven.tamm", b"parental leave"):
+        assert [path for path in files if needle in path.read_bytes().lower()] == [], needle
+
+
 @pytest.mark.slow
 def test_sync_announces_changes_and_backfill_rebuilds_the_index(
     kafka_platform: Settings, corpus_copy: Path
@@ -126,3 +158,24 @@ def test_sync_announces_changes_and_backfill_rebuilds_the_index(
 def test_the_dev_identity_is_never_served_off_loopback(rag_home: Settings, command: str) -> None:
     result = runner.invoke(app, [command, "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "not serving it on 0.0.0.0" in result.output
+
+
+@pytest.mark.parametrize(("command", "text"), [("ask", ""), ("ask", "  \t"), ("search", " ")])
+def test_an_empty_question_fails_in_one_line(command: str, text: str) -> None:
+    result = runner.invoke(app, [command, text])
+    assert result.exit_code == 1
+    field = "question" if command == "ask" else "query"
+    assert result.output.strip().startswith(f"error: {field}: String should ")
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(
+    rag_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(settings: Settings) -> None:
+        raise RuntimeError("the index is\nunreadable")
+
+    monkeypatch.setattr(services, "index_status", unreadable)
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 1
+    assert result.output == "error: RuntimeError: the index is unreadable\n"

@@ -1,6 +1,7 @@
 """Event contracts: committed schemas, compatibility between versions, decoding."""
 
 import copy
+import hashlib
 import itertools
 import json
 
@@ -9,6 +10,7 @@ import pytest
 
 from rag_core.events import (
     EVENT_MODELS,
+    LETTER_VALUE_BYTES,
     DeadLetter,
     DocumentChange,
     MalformedEvent,
@@ -45,7 +47,7 @@ RELEASED_PAIRS = [
 
 def test_some_event_type_has_evolved() -> None:
     """Keeps the next test from passing over nothing."""
-    assert [pair.id for pair in RELEASED_PAIRS] == ["dead_letter.v1-v2"]
+    assert [pair.id for pair in RELEASED_PAIRS] == ["dead_letter.v1-v2", "dead_letter.v2-v3"]
 
 
 @pytest.mark.parametrize(("old", "new"), RELEASED_PAIRS)
@@ -53,13 +55,45 @@ def test_every_released_version_is_compatible_with_the_one_before(old: dict, new
     assert compatibility_problems(old, new) == []
 
 
-def test_dead_letters_of_both_versions_are_read_on_both_sides() -> None:
-    v1, v2 = released_schemas("dead_letter")
+def test_dead_letters_of_every_version_are_read_on_every_side() -> None:
+    schemas = released_schemas("dead_letter")
     letter = json.loads(encode(dead_letter("rag.document-changes", 0, 7, b"k", b"{", "not JSON")))
-    jsonschema.validate(letter, v1)  # a version 1 reader accepts a version 2 letter
-    old_letter = {k: v for k, v in letter.items() if k != "idempotency_key"} | {"schema_version": 1}
-    jsonschema.validate(old_letter, v2)
-    assert decode(DeadLetter, json.dumps(old_letter).encode()).idempotency_key is None
+    v3_fields = {"value_size", "value_sha256", "value_truncated"}
+    old_letters = [
+        {k: v for k, v in letter.items() if k not in v3_fields | {"idempotency_key"}},
+        {k: v for k, v in letter.items() if k not in v3_fields},
+    ]
+    for number, old in enumerate(old_letters, 1):
+        old["schema_version"] = number
+    for schema in schemas:  # every reader accepts letters of every version
+        for payload in [letter, *old_letters]:
+            jsonschema.validate(payload, schema)
+    v1_letter = decode(DeadLetter, json.dumps(old_letters[0]).encode())
+    assert v1_letter.idempotency_key is None and v1_letter.value_size is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [bytes(range(32)) * 28_125, b"\xff" * 900_000, bytes(range(256)) * 3516, b"\"a" * 900_000],
+    ids=["control", "invalid-utf8", "mixed", "escaped"],
+)
+def test_a_dead_letter_stays_small_whatever_the_payload(payload: bytes) -> None:
+    """A ~900 KB binary payload once made a 2.7 MB letter the broker refused."""
+    letter = dead_letter("rag.document-changes", 0, 7, payload, payload, "not JSON: " + "x" * 10**6)
+    encoded = encode(letter)
+    assert len(encoded) < LETTER_VALUE_BYTES + 8 * 1024
+    assert letter.value and payload.decode(errors="replace").startswith(letter.value)
+    assert letter.value_truncated and letter.value_size == len(payload)
+    assert letter.value_sha256 == hashlib.sha256(payload).hexdigest()
+    assert letter.key is not None and len(letter.key) <= 1024
+    assert letter.reason.startswith("not JSON: xxx") and len(letter.reason) <= 4096
+    jsonschema.validate(json.loads(encoded), released_schemas("dead_letter")[-1])
+
+
+def test_a_small_dead_letter_keeps_the_whole_payload() -> None:
+    letter = dead_letter("rag.document-changes", 0, 7, b"k", b'{"op": "\xff"}', "not JSON")
+    assert letter.value == '{"op": "\ufffd"}' and not letter.value_truncated
+    assert letter.value_size == 11
 
 
 def test_a_message_dead_lettered_twice_has_one_idempotency_key() -> None:
@@ -119,10 +153,23 @@ def test_idempotency_keys_name_the_change_not_the_delivery() -> None:
     assert first.event_time <= again.event_time
 
 
-def test_a_newer_producer_is_read_by_an_older_reader() -> None:
+def test_fields_a_reader_does_not_know_are_ignored() -> None:
     payload = json.loads(encode(table_row_change("upsert", "t", "1", "r1", "w")))
-    payload |= {"schema_version": 2, "row_owner": "someone"}
+    payload |= {"row_owner": "someone"}
     assert decode(TableRowChange, json.dumps(payload).encode()).row_version == "r1"
+
+
+@pytest.mark.parametrize(("model", "version"), [(TableRowChange, 2), (DocumentChange, 99)])
+def test_a_version_newer_than_the_reader_knows_is_malformed(model: type, version: int) -> None:
+    """Not read as the newest version known: it may mean something else."""
+    event = (
+        table_row_change("upsert", "t", "1", "r1", "w")
+        if model is TableRowChange
+        else document_change("upsert", "documents/a.md", "v1", "stamp")
+    )
+    payload = json.loads(encode(event)) | {"schema_version": version}
+    with pytest.raises(MalformedEvent, match=f"unknown schema_version {version}"):
+        decode(model, json.dumps(payload).encode())
 
 
 @pytest.mark.parametrize(

@@ -72,8 +72,8 @@ def test_serve_answers_and_stops(sample_index: Settings) -> None:
     port = free_port()
     process = _start(["serve", "--port", str(port)], sample_index.home)
     try:
-        health = _wait_for(f"http://127.0.0.1:{port}/healthz", timeout=90).json()
-        assert health["chunks"] > 100
+        ready = _wait_for(f"http://127.0.0.1:{port}/readyz", timeout=90).json()
+        assert ready["status"] == "ready"
         hits = httpx.post(
             f"http://127.0.0.1:{port}/v1/search", json={"query": "vacuum"}, timeout=30
         ).json()["hits"]

@@ -18,7 +18,7 @@ from routes.conftest import Issuer, bearer, oidc
 
 from conftest import SAMPLE_CORPUS, ingest
 
-OPEN_PATHS = {"/healthz", "/openapi.json", "/docs", "/redoc"}
+OPEN_PATHS = {"/livez", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,286 @@
+"""Overload: throughput, latency and memory of one API process from 1 to 64 concurrent clients,
+without admission control (baseline) and with it (candidate), in the same run.
+
+Ingests the sample corpus into a temporary RAG_HOME (`ragctl ingest`), then, for each variant,
+starts the API on loopback (uvicorn, one process, as `ragctl serve` runs it) and drives three
+workloads for a fixed time per client count: `/v1/search`, `/v1/query` answered from the
+response cache, and `/v1/query` with questions never asked before (each one retrieves and has
+the extractive answerer embed the hits' sentences). Clients are asyncio tasks sharing one httpx
+pool in this process, so they share the machine's cores with the server. A client refused with
+503 backs off 100 ms, not the full `Retry-After`, to keep the server under pressure. Rate
+limits are lifted (every caller is the one dev identity).
+
+Baseline: `RAG_MAX_IN_FLIGHT=0` (no admission control) and `RAG_INDEX_VERSION_TTL_SECONDS=0`
+(the cache key's index version read on every query, as before). `--baseline-src DIR` runs the
+baseline server from another source tree instead, e.g. the code before a change:
+`git archive HEAD | tar -x -C DIR`.
+
+    python bench/load.py [--quick] [--seconds S] [--baseline-src DIR]
+
+Prints a table, then one JSON line with the figures.
+"""
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from rag_core.processes import ChildServer, free_port
+from rag_core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_corpus"
+QUICK_CORPUS = [
+    SAMPLE / "pip",
+    SAMPLE / "dpkg",
+    SAMPLE / "mosquitto-readme.md",
+    SAMPLE / "postgresql",
+]
+CLIENTS = (1, 8, 32, 64)
+BACKOFF_SECONDS = 0.1
+QUESTIONS = [
+    "Which port does the server listen on?",
+    "How do I create a new database named mydb?",
+    "What does VACUUM FULL do?",
+    "How are JSON values indexed?",
+    "How do I dump a database to a file?",
+    "Which index types are there?",
+    "How do I install a package with pip?",
+    "How does pip authenticate to a private index?",
+    "How do I make installs repeatable?",
+    "What is a rootless build?",
+    "How does a package manager frontend lock the database?",
+    "How do I start the mosquitto broker?",
+]
+NO_RATE_LIMIT = {"RAG_RATE_LIMIT_PER_MINUTE": "100000000", "RAG_RATE_LIMIT_BURST": "1000000"}
+VARIANTS = {
+    "baseline": {"RAG_MAX_IN_FLIGHT": "0", "RAG_INDEX_VERSION_TTL_SECONDS": "0"},
+    "candidate": {},
+}
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+
+Request = tuple[str, dict[str, object]]
+_unique = itertools.count()
+
+
+def search(n: int) -> Request:
+    return "/v1/search", {"query": QUESTIONS[n % len(QUESTIONS)], "top_k": 5}
+
+
+def cached_query(n: int) -> Request:
+    return "/v1/query", {"question": QUESTIONS[n % len(QUESTIONS)]}
+
+
+def uncached_query(n: int) -> Request:
+    return "/v1/query", {"question": f"{QUESTIONS[n % len(QUESTIONS)]} (#{next(_unique)})"}
+
+
+WORKLOADS: dict[str, Callable[[int], Request]] = {
+    "search": search,
+    "query, cached": cached_query,
+    "query, uncached": uncached_query,
+}
+
+
+class ApiServer(ChildServer):
+    name = "API"
+    start_timeout = 180.0
+
+    def __init__(self, home: Path, overrides: dict[str, str], source: Path | None):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {"RAG_HOME": str(home), **NO_RATE_LIMIT, **overrides}
+        if source:
+            env["PYTHONPATH"] = str(source)
+        # -P: the working directory is not put first on sys.path, so PYTHONPATH decides.
+        command = [sys.executable, "-P", "-m", "uvicorn", "--factory",
+                   "rag_serving.main:create_app", "--host", "127.0.0.1",
+                   "--port", self.url.rsplit(":", 1)[1],
+                   "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        super().__init__(command, env=env, log_path=home.parent / "api.log")
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def memory_mb(self, field_name: str) -> float:
+        """VmRSS (resident now) or VmHWM (peak resident) of the server process, in MB."""
+        assert self._process is not None
+        status = Path(f"/proc/{self._process.pid}/status").read_text()
+        kilobytes = next(
+            line.split()[1] for line in status.splitlines() if line.startswith(field_name)
+        )
+        return int(kilobytes) / 1024
+
+
+@dataclass
+class Step:
+    clients: int
+    seconds: float
+    ok_per_second: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    errors: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    return round(1000 * ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))], 1)
+
+
+async def drive(
+    server: ApiServer, workload: Callable[[int], Request], clients: int, seconds: float
+) -> Step:
+    """`clients` closed-loop clients for `seconds`; latencies of the 200s, other outcomes
+    counted by status, the server's resident memory sampled every 100 ms."""
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    peak_rss = 0.0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(http: httpx.AsyncClient, first: int) -> None:
+        for n in itertools.count(first, clients):
+            if time.perf_counter() >= deadline:
+                return
+            path, body = workload(n)
+            started = time.perf_counter()
+            try:
+                outcome = str((await http.post(path, json=body)).status_code)
+            except httpx.HTTPError as error:
+                outcome = type(error).__name__
+            outcomes[outcome] += 1
+            if outcome == "200":
+                latencies.append(time.perf_counter() - started)
+            else:
+                await asyncio.sleep(BACKOFF_SECONDS)
+
+    async def sample_memory() -> None:
+        nonlocal peak_rss
+        while time.perf_counter() < deadline:
+            peak_rss = max(peak_rss, server.memory_mb("VmRSS"))
+            await asyncio.sleep(0.1)
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+        await asyncio.gather(sample_memory(), *(client(http, n) for n in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Step(
+        clients=clients,
+        seconds=round(elapsed, 2),
+        ok_per_second=round(outcomes.pop("200", 0) / elapsed, 1),
+        p50_ms=percentile(latencies, 0.50),
+        p95_ms=percentile(latencies, 0.95),
+        p99_ms=percentile(latencies, 0.99),
+        errors=dict(outcomes),
+        peak_rss_mb=round(peak_rss),
+    )
+
+
+def prime_cache(server: ApiServer) -> None:
+    """Answer every fixed question once, so `query, cached` only reads the cache."""
+    for n in range(len(QUESTIONS)):
+        path, body = cached_query(n)
+        httpx.post(f"{server.url}{path}", json=body, timeout=120).raise_for_status()
+
+
+def measure(home: Path, overrides: dict[str, str], source: Path | None, seconds: float) -> dict:
+    with ApiServer(home, overrides, source) as server:
+        prime_cache(server)
+        steps = {
+            name: [asyncio.run(drive(server, workload, clients, seconds)) for clients in CLIENTS]
+            for name, workload in WORKLOADS.items()
+        }
+        return {"steps": steps, "peak_rss_mb": round(server.memory_mb("VmHWM"))}
+
+
+def ingest_sample(quick: bool) -> Path:
+    home = Path(tempfile.mkdtemp(prefix="bench-load-")) / "rag"
+    corpus = QUICK_CORPUS if quick else [SAMPLE]
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ragctl"), "ingest", *map(str, corpus)],
+        env=os.environ | {"RAG_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return home
+
+
+def report(results: dict[str, dict]) -> None:
+    table = Table(title="one API process under load (ok/s: 200 responses per second)")
+    for column in ("workload", "clients", "variant", "ok/s", "p50 ms", "p95 ms", "p99 ms",
+                   "errors", "peak RSS MB"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("workload", "variant") else "right")
+    for name in WORKLOADS:
+        for position, clients in enumerate(CLIENTS):
+            for variant, result in results.items():
+                step: Step = result["steps"][name][position]
+                errors = ", ".join(f"{k}: {v}" for k, v in sorted(step.errors.items())) or "-"
+                table.add_row(name, str(clients), variant, f"{step.ok_per_second:.1f}",
+                              f"{step.p50_ms:.0f}", f"{step.p95_ms:.0f}", f"{step.p99_ms:.0f}",
+                              errors, f"{step.peak_rss_mb:.0f}")  # fmt: skip
+    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="14 documents, 1.5 s per step")
+    parser.add_argument("--seconds", type=float, help="per workload and client count (10)")
+    parser.add_argument("--baseline-src", type=Path, help="source tree the baseline runs from")
+    args = parser.parse_args()
+    seconds = args.seconds or (1.5 if args.quick else 10.0)
+
+    home = ingest_sample(args.quick)
+    results = {
+        variant: measure(home, overrides, args.baseline_src if variant == "baseline" else None,
+                         seconds)
+        for variant, overrides in VARIANTS.items()
+    }  # fmt: skip
+    report(results)
+    candidate = Settings()
+    print(
+        json.dumps(
+            {
+                "benchmark": "load",
+                "quick": args.quick,
+                "machine": MACHINE,
+                "seconds_per_step": seconds,
+                "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+                "candidate": {
+                    "max_in_flight": candidate.max_in_flight,
+                    "max_queued": candidate.max_queued,
+                    "queue_wait_seconds": candidate.queue_wait_seconds,
+                },
+                "results": {
+                    variant: {
+                        "peak_rss_mb": result["peak_rss_mb"],
+                        "steps": {k: [asdict(s) for s in v] for k, v in result["steps"].items()},
+                    }
+                    for variant, result in results.items()
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
