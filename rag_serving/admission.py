@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag_core.settings import Settings
+from rag_serving.hardening import SECURITY_HEADERS
 
 NEVER_REFUSED = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 RETRY_AFTER_SECONDS = 1
@@ -108,14 +109,15 @@ def busy() -> JSONResponse:
             "retry_after_seconds": RETRY_AFTER_SECONDS,
         },
         status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), **SECURITY_HEADERS},
     )
 
 
 def limit_admission(app: FastAPI, settings: Settings) -> None:
-    """Bound the app's in-flight requests (`RAG_MAX_IN_FLIGHT=0`: no bound). Added before the
-    other middlewares, so it runs inside them and a refusal still gets the security headers,
-    a trace id and its line in the request metrics."""
+    """Bound the app's in-flight requests (`RAG_MAX_IN_FLIGHT=0`: no bound). Added after the
+    other middlewares, so it runs before them: a refusal skips tracing and the request
+    metrics (it has its own counter), which under overload cost the event loop more than the
+    cached answers being served."""
     app.add_middleware(
         AdmissionControl,
         max_in_flight=settings.max_in_flight,

@@ -37,9 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.authenticator = build_authenticator(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
-    limit_admission(app, settings)  # first, so innermost: refusals are observed too
     instrument(app)
     protect(app, settings)
+    limit_admission(app, settings)  # last, so outermost: a refusal costs next to nothing
     # 413 past the limit, declared or not: a chunked body is counted as it streams in. Set
     # per router, not on the app, so the 413 passes through `protect`'s middleware (JSON).
     for module in (health, search, query, erasure, audit, admin, metrics):

@@ -59,6 +59,7 @@ def test_past_the_limit_requests_get_503_with_retry_after_and_probes_still_answe
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "1"
         assert refused.json()["detail"] == "the server is at capacity; retry later"
+        assert refused.headers["X-Content-Type-Options"] == "nosniff"
         assert refused_so_far() == refused_before + 1
         assert one_slot.get("/healthz").status_code == 200
         assert one_slot.get("/metrics").status_code == 200
