@@ -510,6 +510,28 @@ def erase_rows(settings: Settings, table: str, row_keys: Sequence[str], subject:
                     f"DELETE FROM {STATE_TABLE} WHERE table_name = ? AND row_key = ?",
                     [[table, key] for key in row_keys],
                 )
+    if settings.warehouse_target != "snowflake":
+        _rewrite_duckdb_file(settings.warehouse_path)
+
+
+def _rewrite_duckdb_file(path: Path) -> None:
+    """Copy the database into a fresh file and move that into place. DuckDB keeps deleted
+    rows' bytes in the free blocks of its file, through CHECKPOINT and VACUUM alike; erased
+    rows must leave none. The copy runs under the writer's lock with the log checkpointed,
+    so no write is lost and no stale log is replayed into the new file."""
+    fresh = path.with_name(f"{path.name}.rewrite")
+    fresh.unlink(missing_ok=True)
+    connection = _open_duckdb(path, read_only=False)
+    try:
+        connection.execute("CHECKPOINT")
+        catalog = connection.execute("SELECT current_database()").fetchall()[0][0]
+        connection.execute(f"ATTACH '{fresh}' AS erasure_rewrite")
+        connection.execute(f'COPY FROM DATABASE "{catalog}" TO erasure_rewrite')
+        connection.execute("DETACH erasure_rewrite")
+        os.replace(fresh, path)
+    finally:
+        connection.close()
+        fresh.unlink(missing_ok=True)
 
 
 def rows_left_about(settings: Settings, subject: str) -> int:

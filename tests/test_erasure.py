@@ -133,6 +133,8 @@ def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Setting
     assert request.matched_documents == 3 and request.erased["warehouse_rows"] == 2
     assert request.verification["warehouse"]
     assert warehouse.rows_left_about(settings, customer) == 0
+    # Not even in the free blocks of the DuckDB file (DuckDB keeps deleted rows' bytes there).
+    assert b"TCK-1007" not in settings.warehouse_path.read_bytes()
     assert services.chunk_index(settings).stats().documents == 10
     hits = services.retriever(settings).search("invoice PDF shows the old company logo", 10)
     assert all("TCK-1001" not in hit.source_uri for hit in hits)
