@@ -266,7 +266,9 @@ class Eraser:
             self._tombstone_and_delete_sources()
         for prefix in STAGE_ARTIFACTS[name]:
             for doc_id in self.target.doc_ids:
-                self._count(f"objects:{prefix}", self.store.purge(f"{prefix}/{doc_id}"))
+                self._count(
+                    f"objects:{prefix}", self.store.purge(f"{prefix}/{doc_id}", folder=True)
+                )
 
     def _index(self) -> None:
         """Rows, then every older table version and the files only they used (full-text
@@ -353,7 +355,7 @@ def verify(
     checks = {
         "index_versions": not index.versions_holding(doc_ids),
         "artifacts": not any(
-            store.stored_versions(f"{prefix}/{doc_id}")
+            store.stored_versions(f"{prefix}/{doc_id}", folder=True)
             for prefix in ARTIFACT_PREFIXES
             for doc_id in doc_ids
         ),

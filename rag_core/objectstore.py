@@ -109,24 +109,29 @@ class ObjectStore:
         ]
         return sorted(objects, key=lambda obj: obj.key)
 
-    def purge(self, key: str) -> int:
-        """Delete the object at `key` and everything under `key/`, every stored version of
-        them included; returns how many objects or versions were deleted."""
+    def purge(self, key: str, *, folder: bool = False) -> int:
+        """Delete the object at `key`, or with `folder` every object under `key/`, every
+        stored version included; returns how many objects or versions were deleted. Exact by
+        default: on S3 a key can be a file and a folder's name at once, and erasing the file
+        must not take the folder's documents with it."""
         if not self._keeps_versions:
-            objects = [key] if self.exists(key) else [obj.key for obj in self.list(key)]
+            if folder:
+                objects = [obj.key for obj in self.list(key)]
+            else:
+                objects = [key] if self.exists(key) else []
             for found in objects:
                 self.delete(found)
             return len(objects)
-        versions = self._versions(key)
+        versions = self._versions(key, folder)
         for path, version_id in versions:
             self._s3.delete_object(Bucket=self._bucket, Key=path, VersionId=version_id)
         return len(versions)
 
-    def stored_versions(self, key: str) -> int:
-        """Objects and versions (delete markers included) kept at `key` or under `key/`."""
+    def stored_versions(self, key: str, *, folder: bool = False) -> int:
+        """Objects and versions (delete markers included) kept at `key`, or under `key/`."""
         if not self._keeps_versions:
-            return 1 if self.exists(key) else len(self.list(key))
-        return len(self._versions(key))
+            return len(self.list(key)) if folder else int(self.exists(key))
+        return len(self._versions(key, folder))
 
     @cached_property
     def _s3(self) -> Any:
@@ -149,14 +154,15 @@ class ObjectStore:
             return False
         return "Status" in self._s3.get_bucket_versioning(Bucket=self._bucket)
 
-    def _versions(self, key: str) -> tuple[tuple[str, str], ...]:
+    def _versions(self, key: str, folder: bool) -> tuple[tuple[str, str], ...]:
         path = self._path(key).split("/", 1)[1]
+        prefix = f"{path}/" if folder else path
         pages = self._s3.get_paginator("list_object_versions").paginate(
-            Bucket=self._bucket, Prefix=path
+            Bucket=self._bucket, Prefix=prefix
         )
         return tuple(
             (entry["Key"], entry["VersionId"])
             for page in pages
             for entry in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
-            if entry["Key"] == path or entry["Key"].startswith(f"{path}/")
+            if folder or entry["Key"] == path
         )
