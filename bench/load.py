@@ -249,8 +249,8 @@ def measure(home: Path, overrides: dict[str, str], source: Path | None, seconds:
         return {"steps": steps, "peak_rss_mb": round(server.memory_mb("VmHWM"))}
 
 
-def ingest_sample(quick: bool) -> Path:
-    home = Path(tempfile.mkdtemp(prefix="bench-load-")) / "rag"
+def ingest_sample(quick: bool, workdir: Path) -> Path:
+    home = workdir / "rag"
     corpus = QUICK_CORPUS if quick else [SAMPLE]
     subprocess.run(
         [str(Path(sys.executable).parent / "ragctl"), "ingest", *map(str, corpus)],
@@ -285,12 +285,13 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.seconds or (1.5 if args.quick else 10.0)
 
-    home = ingest_sample(args.quick)
-    results = {
-        variant: measure(home, overrides, args.baseline_src if variant == "baseline" else None,
-                         seconds)
-        for variant, overrides in VARIANTS.items()
-    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as workdir:
+        home = ingest_sample(args.quick, Path(workdir))
+        results = {
+            variant: measure(home, overrides, args.baseline_src if variant == "baseline" else None,
+                             seconds)
+            for variant, overrides in VARIANTS.items()
+        }  # fmt: skip
     report(results)
     candidate = Settings()
     print(
