@@ -523,11 +523,13 @@ def _rewrite_duckdb_file(path: Path) -> None:
     fresh.unlink(missing_ok=True)
     connection = _open_duckdb(path, read_only=False)
     try:
-        connection.execute("CHECKPOINT")
-        catalog = connection.execute("SELECT current_database()").fetchall()[0][0]
-        connection.execute(f"ATTACH '{fresh}' AS erasure_rewrite")
-        connection.execute(f'COPY FROM DATABASE "{catalog}" TO erasure_rewrite')
-        connection.execute("DETACH erasure_rewrite")
+        cursor = connection.cursor()
+        cursor.execute("CHECKPOINT")
+        cursor.execute("SELECT current_database()")
+        catalog = cursor.fetchall()[0][0]
+        cursor.execute(f"ATTACH '{fresh}' AS erasure_rewrite")
+        cursor.execute(f'COPY FROM DATABASE "{catalog}" TO erasure_rewrite')
+        cursor.execute("DETACH erasure_rewrite")
         os.replace(fresh, path)
     finally:
         connection.close()
