@@ -91,7 +91,8 @@ class EventPublisher:
     def _check(self, topic: str, value: bytes) -> None:
         error = best_match(self._validators[topic].iter_errors(json.loads(value)))
         if error is not None:
-            raise MalformedEvent(f"not a valid event of {topic}: {error.json_path}: {error.message}")
+            where = f"{topic}: {error.json_path}"
+            raise MalformedEvent(f"not a valid event of {where}: {error.message}")
 
     def publish(self, topic: str, events: Iterable[tuple[str, BaseModel]]) -> int:
         """Send (key, event) pairs; raises if any delivery failed."""

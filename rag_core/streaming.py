@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from rag_core import services
@@ -40,7 +47,7 @@ from rag_core.changes import (
 )
 from rag_core.documents import DocumentVersion
 from rag_core.events import topics
-from rag_core.kafka import EventPublisher, consumer_config
+from rag_core.kafka import EventPublisher, consumer_config, position
 from rag_core.parsing import warm_up_parser
 from rag_core.pipeline import build_versions, retire_documents
 from rag_core.settings import Settings
@@ -60,13 +67,9 @@ log = logging.getLogger(__name__)
 # before it (unindexed rows are scanned), and doing it per event would cost the freshness.
 OPTIMIZE_AFTER_IDLE_SECONDS = 5.0
 RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
-# librdkafka's signs that the broker is gone (or came back without our topics).
-BROKER_LOST = {
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._TRANSPORT,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_TOPIC,
-}
+# librdkafka's sign that no broker could be reached (a single connection dropping is not:
+# the other brokers of a cluster still hold the log, and a catch-up costs a full reconcile).
+BROKER_LOST = {KafkaError._ALL_BROKERS_DOWN}
 
 
 @dataclass
@@ -168,6 +171,8 @@ class StreamingIndexer:
         self.on_batch = on_batch
         self.group_id = group_id or settings.kafka_group_id
         self.health = WorkerHealth(max_attempts=settings.stream_max_attempts)
+        self._replay: set[tuple[str, int]] = set()  # partitions to read from their start
+        self._next_offsets: dict[tuple[str, int], int] = {}  # after the last event polled
         self.publisher = EventPublisher(settings)  # creates missing topics
         self.consumer = self._subscribe()
         self.health.broker(connected=True)
@@ -181,8 +186,44 @@ class StreamingIndexer:
         consumer = Consumer(
             consumer_config(self.settings, self.group_id) | {"error_cb": self._on_kafka_error}
         )
-        consumer.subscribe([topics(self.settings).documents, topics(self.settings).tables])
+        consumer.subscribe(
+            [topics(self.settings).documents, topics(self.settings).tables],
+            on_assign=self._on_assign,
+        )
         return consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start the partitions whose log the broker lost at their beginning, whatever
+        offset is committed there (see `_lost_partitions`)."""
+        for partition in partitions:
+            if (partition.topic, partition.partition) in self._replay:
+                self._replay.discard((partition.topic, partition.partition))
+                partition.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+
+    def _lost_partitions(self) -> set[tuple[str, int]]:
+        """Partitions whose log now ends before where this worker was: the broker lost them
+        (an in-memory broker restarted). The consumer's position there, and any offset
+        committed there, are past the new log's end and would skip its events."""
+        lost = set()
+        for (topic, number), next_offset in self._next_offsets.items():
+            partition = TopicPartition(topic, number)
+            _, high = self.consumer.get_watermark_offsets(partition, timeout=5)
+            if high < next_offset:
+                lost.add((topic, number))
+        return lost
+
+    def _replay_assigned(self) -> None:
+        """Seek the assigned partitions whose log was lost to their beginning now; those not
+        assigned yet (the consumer is joining the group again) start there on assignment."""
+        for partition in self.consumer.assignment():
+            name = (partition.topic, partition.partition)
+            if name in self._replay:
+                try:
+                    self.consumer.seek(TopicPartition(*name, OFFSET_BEGINNING))
+                except KafkaException:  # not fetching yet: `_on_assign` will do it
+                    continue
+                self._replay.discard(name)
 
     def _on_kafka_error(self, error: KafkaError) -> None:
         """librdkafka's error callback, served inside `poll` on this thread."""
@@ -226,7 +267,10 @@ class StreamingIndexer:
         for message in messages:
             if error := message.error():
                 self._on_kafka_error(error)
-        return [message for message in messages if not message.error()]
+        messages = [message for message in messages if not message.error()]
+        for topic, number, offset in map(position, messages):
+            self._next_offsets[topic, number] = offset + 1
+        return messages
 
     def _handle_batch(self, messages: Sequence[Message]) -> BatchOutcome:
         if self.health.failed_attempts < self.settings.stream_max_attempts:
@@ -281,20 +325,24 @@ class StreamingIndexer:
 
     def _recover(self, timeout: float) -> BatchOutcome | None:
         """The broker was unreachable. Once it answers: create the topics if it lost them,
-        produce with a new producer, join again with a new consumer (from the committed offsets, or from the start of a
-        log lost together with them, where the old consumer's position would be past the
-        new log's end), then catch up, since events may have been lost with the broker.
-        None while the broker does not answer yet."""
+        produce with a new producer, read the partitions whose log it lost from their start
+        (the consumer, which librdkafka reconnects and joins to the group again, would stay
+        past the new log's end), then catch up, since events may have been lost with the
+        broker. None while the broker does not answer yet.
+
+        The consumer is kept, not replaced: a member that leaves a group tansu has just
+        rebuilt can stay its leader for good, and no new member then gets partitions."""
         try:
             self.consumer.list_topics(timeout=max(timeout, 0.1))
             # A new producer too: a restarted broker may not know the old one's id.
             self.publisher = EventPublisher(self.settings)  # creates the topics it lost
+            self._replay |= self._lost_partitions()
         except KafkaException as exc:
             self.health.broker(connected=False, error=f"broker unreachable: {exc}")
             return None
-        log.warning("the broker answers again: joining again and catching up")
-        self.consumer.close()
-        self.consumer = self._subscribe()
+        log.warning("the broker answers again; catching up (logs lost: %s)", self._replay)
+        self._replay_assigned()
+        self._next_offsets.clear()
         self._broker_lost = self._rewind_pending = False
         self.health.broker(connected=True)
         try:
@@ -390,7 +438,7 @@ def serve_probes(health: WorkerHealth, port: int, host: str = "127.0.0.1") -> Th
     both with the health report as JSON) and Prometheus `/metrics`, from a daemon thread."""
 
     class Probes(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
@@ -407,7 +455,7 @@ def serve_probes(health: WorkerHealth, port: int, host: str = "127.0.0.1") -> Th
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Probes every few seconds would flood the worker's log."""
 
     server = ThreadingHTTPServer((host, port), Probes)

@@ -105,7 +105,7 @@ def test_the_publisher_checks_events_before_sending(enforcing: Settings) -> None
     publisher = EventPublisher(settings)
     names = topics(settings)
     letter = dead_letter(names.documents, 0, 1, None, b"x", "malformed")
-    with pytest.raises(MalformedEvent, match="not a valid event of rag.document-changes"):
+    with pytest.raises(MalformedEvent, match=r"not a valid event of rag\.document-changes"):
         publisher.publish(names.documents, [("k", letter)])
     assert read_all(settings, names.documents) == []
 
