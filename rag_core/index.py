@@ -115,6 +115,12 @@ class ChunkIndex:
         table = self.table()
         return 0 if table is None else int(table.version)
 
+    def row_count(self) -> int:
+        """Chunks in the current table, from the fragments' metadata: no scan, unlike
+        `stats()`, so a metrics scrape costs the same however large the index grows."""
+        table = self.table()
+        return 0 if table is None else int(table.count_rows())
+
     def recent_version(self, max_age: float) -> int:
         """`table_version()` as read at most `max_age` seconds ago. Opening the table costs
         far more than a cache hit, so a hot path that only needs the version (the response

@@ -1,4 +1,7 @@
+import pytest
 from fastapi.testclient import TestClient
+
+from rag_core.index import ChunkIndex
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
@@ -34,3 +37,19 @@ def test_metrics_count_requests_stages_cache_and_index(client: TestClient) -> No
         'rag_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/query"}'
         in text
     )
+
+
+def test_a_scrape_reads_the_index_gauges_without_a_scan(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = ChunkIndex.row_count(client.app.state.query_service.retriever.index)
+
+    def scan(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a scrape scanned the index")
+
+    for method in ("stats", "live_versions", "_select"):
+        monkeypatch.setattr(ChunkIndex, method, scan)
+
+    text = client.get("/metrics").text
+
+    assert _sample(text, "rag_index_chunks") == chunks > 100
