@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 # before it (unindexed rows are scanned), and doing it per event would cost the freshness.
 OPTIMIZE_AFTER_IDLE_SECONDS = 5.0
 RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
+# After events were dead-lettered for failing, the next idle moments try a catch-up this often.
+CATCH_UP_RETRY_SECONDS = 30.0
 # librdkafka's sign that no broker could be reached (a single connection dropping is not:
 # the other brokers of a cluster still hold the log, and a catch-up costs a full reconcile).
 BROKER_LOST = {KafkaError._ALL_BROKERS_DOWN}
@@ -180,6 +182,7 @@ class StreamingIndexer:
         self._broker_lost = False
         self._rewind_pending = False
         self._dirty_since: float | None = None
+        self._catch_up_tries_left, self._catch_up_tried_at = 0, 0.0
         self._closed = False
 
     def _subscribe(self) -> Consumer:
@@ -255,6 +258,7 @@ class StreamingIndexer:
             raise
         if outcome is None:
             self._optimize_when_idle()
+            self._catch_up_when_idle()
         self.health.progressed()
         return outcome
 
@@ -307,6 +311,7 @@ class StreamingIndexer:
                 self._dead_letter(message, f"failed {attempts} times in a row, then alone: {exc}")
                 STREAM_EVENTS.labels("dead_letter").inc()
                 outcome.dead_letters += 1
+                self._catch_up_tries_left = self.settings.stream_max_attempts
         return outcome
 
     def _dead_letter(self, message: Message, reason: str) -> None:
@@ -391,6 +396,26 @@ class StreamingIndexer:
         if time.monotonic() - self._dirty_since >= OPTIMIZE_AFTER_IDLE_SECONDS:
             self.index.optimize()
             self._dirty_since = None
+
+    def _catch_up_when_idle(self) -> None:
+        """Events dead-lettered for failing were often failing on an outage (the object store
+        or the warehouse unreachable for longer than the attempts took), not on themselves:
+        once the stream is idle, reconcile every source, which indexes what those events were
+        about if it can be now. A few tries, not forever: a source that really cannot be
+        indexed would fail every catch-up."""
+        if not self._catch_up_tries_left:
+            return
+        if time.monotonic() - self._catch_up_tried_at < CATCH_UP_RETRY_SECONDS:
+            return
+        self._catch_up_tried_at = time.monotonic()
+        self._catch_up_tries_left -= 1
+        try:
+            self.catch_up()
+        except Exception:
+            log.exception("catch-up after dead-lettered failures failed; %d tries left",
+                          self._catch_up_tries_left)  # fmt: skip
+            return
+        self._catch_up_tries_left = 0
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set. A batch that fails (S3 or the warehouse unreachable, say)

@@ -189,6 +189,34 @@ def test_an_event_that_always_fails_is_dead_lettered_alone_after_the_attempts(
         wait_for(lambda: index.stats().documents == 2, "a later event is indexed")
 
 
+def test_events_dead_lettered_during_an_outage_are_indexed_once_it_ends(
+    impatient: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object store down for longer than the attempts take fails every event alone too:
+    they are dead-lettered, and the catch-up once the stream is idle indexes them anyway."""
+    settings = impatient
+    store = services.object_store(settings)
+    build = streaming.build_versions
+    outage = threading.Event()
+    outage.set()
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        if outage.is_set():
+            raise OSError("the object store is unreachable")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(streaming, "build_versions", unreachable)
+    monkeypatch.setattr(streaming, "CATCH_UP_RETRY_SECONDS", 0.2)
+    put_source(store, PARKING, BLUE)
+    with StreamingIndexer(settings) as worker, running(worker):
+        announce(settings)
+        [letter] = read_dead_letters(settings, 1)
+        assert "the object store is unreachable" in letter.reason
+        outage.clear()
+        index = services.chunk_index(settings)
+        wait_for(lambda: index.stats().documents == 1, "the dead-lettered change is indexed")
+
+
 def test_a_dead_letter_topic_that_refuses_letters_shows_in_the_probes(
     impatient: Settings, broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
