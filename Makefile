@@ -50,6 +50,8 @@ format: venv
 bench: venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/load.py
 
 constraints: venv
 	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(en_core_web_sm|unstructured-inference)[= @]' | sed 's/+cpu$$//'; } > constraints.new
