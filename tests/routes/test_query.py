@@ -1,5 +1,6 @@
 import json
 import re
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -66,6 +67,7 @@ def test_repeat_is_served_from_the_cache_until_the_index_changes(
 
         (tmp_path / "b.md").write_text("# Bikes\n\nBicycles are stored in the basement.\n")
         ingest(rag_home, tmp_path / "b.md")
+        time.sleep(rag_home.index_version_ttl_seconds)  # the documented bound on a stale hit
         assert fresh.post("/v1/query", json=question).json()["cached"] is False
 
 
