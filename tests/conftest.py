@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.documents import add_sources
+from rag_core.documents import MAX_SEGMENT_BYTES, add_sources
 from rag_core.events import DeadLetter, DocumentChange, decode, topics
 from rag_core.kafka import EventPublisher, consumer_config
 from rag_core.localstack import SeaweedS3, TansuBroker
@@ -136,3 +136,30 @@ def read_dead_letters(settings: Settings, count: int, timeout: float = 30.0) -> 
             letters.append(decode(DeadLetter, message.value()))
     reader.close()
     return letters
+
+
+# Keys no event may turn into a source: one leaving the store, the access sidecar of a real
+# source, and a segment too long for a file name.
+PARKING = "documents/handbook/parking.md"
+TRAVERSAL = "documents/../../../outside/secret.txt"
+HOSTILE_KEYS = [TRAVERSAL, f"{PARKING}.meta.json", f"documents/{'x' * 300}.md"]
+
+
+def plant_outside_the_store(settings: Settings, content: bytes) -> Path:
+    """Write the file `TRAVERSAL` names, which lies outside the object store's root."""
+    root = Path(settings.object_store_uri).resolve()
+    planted = (root / TRAVERSAL).resolve()
+    assert not planted.is_relative_to(root)
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(content)
+    return planted
+
+
+def assert_dead_lettered_for_their_keys(settings: Settings) -> dict[str, str]:
+    """Each of `HOSTILE_KEYS` has a dead letter saying why; returns the reasons by key."""
+    reasons = {letter.key: letter.reason for letter in read_dead_letters(settings, 3)}
+    assert set(reasons) == set(HOSTILE_KEYS)
+    assert "segment is empty, . or .." in reasons[TRAVERSAL]
+    assert "access sidecar" in reasons[HOSTILE_KEYS[1]]
+    assert f"longer than {MAX_SEGMENT_BYTES} bytes" in reasons[HOSTILE_KEYS[2]]
+    return reasons

@@ -29,7 +29,6 @@ from rag_assets.resources import RagResource
 from rag_core import services
 from rag_core.changes import ChangePlan, Freshness, recent_freshness
 from rag_core.documents import (
-    MAX_SEGMENT_BYTES,
     DocumentVersion,
     SourceMetadata,
     add_sources,
@@ -43,7 +42,13 @@ from rag_core.kafka import EventPublisher
 from rag_core.objectstore import ObjectStore
 from rag_core.settings import Settings
 
-from conftest import read_dead_letters
+from conftest import (
+    HOSTILE_KEYS,
+    PARKING,
+    assert_dead_lettered_for_their_keys,
+    plant_outside_the_store,
+    read_dead_letters,
+)
 
 DOCUMENTS = "rag.document-changes"
 AUTHENTICATION = "documents/pip/authentication.md"
@@ -166,24 +171,15 @@ def test_events_become_batched_runs_exactly_once(
     assert len(instance.get_dynamic_partitions(PARTITIONS_NAME)) == 3
 
 
-PARKING = "documents/handbook/parking.md"
-TRAVERSAL = "documents/../../../outside/secret.txt"
-BAD_KEYS = [TRAVERSAL, f"{PARKING}.meta.json", f"documents/{'x' * 300}.md"]
-
-
 def test_the_sensor_dead_letters_events_naming_no_source(kafka_platform: Settings) -> None:
     """An event whose key leaves `documents/`, names an access sidecar or has a segment too
     long for a file name gets no partition and no run: only a dead letter with the reason."""
     platform = kafka_platform
     store = services.object_store(platform)
-    root = Path(platform.object_store_uri).resolve()
-    planted = (root / TRAVERSAL).resolve()
-    assert not planted.is_relative_to(root)
-    planted.parent.mkdir(parents=True)
-    planted.write_bytes(b"The vault code is 4471.")
+    plant_outside_the_store(platform, b"The vault code is 4471.")
     put_source(store, PARKING, b"# Parking\n\nThe blue garage.", SourceMetadata(acl=["staff"]))
     EventPublisher(platform).document_changes(
-        document_change("upsert", key, "v1", "forged") for key in BAD_KEYS
+        document_change("upsert", key, "v1", "forged") for key in HOSTILE_KEYS
     )
     instance = local_instance(platform)
     rag = RagResource.for_settings(platform)
@@ -194,11 +190,7 @@ def test_the_sensor_dead_letters_events_naming_no_source(kafka_platform: Setting
     assert [key.split("@")[0] for key in add.partition_keys] == [parking]
     assert len(result.run_requests or []) == 1
     assert {obj.key.split("/")[1] for obj in store.list("announced")} == {parking}
-    reasons = {letter.key: letter.reason for letter in read_dead_letters(platform, 3)}
-    assert set(reasons) == set(BAD_KEYS)
-    assert "segment is empty, . or .." in reasons[TRAVERSAL]
-    assert "access sidecar" in reasons[BAD_KEYS[1]]
-    assert f"longer than {MAX_SEGMENT_BYTES} bytes" in reasons[BAD_KEYS[2]]
+    assert_dead_lettered_for_their_keys(platform)
 
 
 def version_of(source_key: str, version: str = "v1") -> DocumentVersion:

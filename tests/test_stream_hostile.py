@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import REGISTRY
 
 from rag_core import services, streaming
-from rag_core.documents import MAX_SEGMENT_BYTES, SourceMetadata, put_source
+from rag_core.documents import SourceMetadata, put_source
 from rag_core.events import document_change, encode, topics
 from rag_core.ids import doc_id_for
 from rag_core.kafka import EventPublisher
@@ -26,17 +25,18 @@ from rag_core.processes import free_port
 from rag_core.settings import Settings, get_settings
 from rag_core.streaming import StreamingIndexer, serve_probes
 
-from conftest import announce, process, read_dead_letters
+from conftest import (
+    HOSTILE_KEYS,
+    PARKING,
+    announce,
+    assert_dead_lettered_for_their_keys,
+    plant_outside_the_store,
+    process,
+    read_dead_letters,
+)
 
-PARKING = "documents/handbook/parking.md"
 BLUE = b"# Parking\n\nVisitors park in the blue garage on level three, next to the lifts."
-TRAVERSAL = "documents/../../../outside/secret.txt"
 SECRET = b"The vault code is 4471, said the planted file."
-BAD_KEYS = [
-    TRAVERSAL,
-    f"{PARKING}.meta.json",  # the access sidecar of a real source
-    f"documents/{'x' * 300}.md",
-]
 
 
 def doc_ids_under(settings: Settings, prefix: str) -> set[str]:
@@ -48,15 +48,11 @@ def test_events_naming_no_source_are_dead_lettered_and_never_read(
 ) -> None:
     settings = kafka_platform
     store = services.object_store(settings)
-    root = Path(settings.object_store_uri).resolve()
-    planted = (root / TRAVERSAL).resolve()
-    assert not planted.is_relative_to(root)
-    planted.parent.mkdir(parents=True)
-    planted.write_bytes(SECRET)
+    planted = plant_outside_the_store(settings, SECRET)
     put_source(store, PARKING, BLUE, SourceMetadata(acl=["staff"]))
     with StreamingIndexer(settings) as worker:
         EventPublisher(settings).document_changes(
-            document_change("upsert", key, "v1", "forged") for key in BAD_KEYS
+            document_change("upsert", key, "v1", "forged") for key in HOSTILE_KEYS
         )
         announce(settings)
         outcomes = process(worker)
@@ -71,12 +67,7 @@ def test_events_naming_no_source_are_dead_lettered_and_never_read(
     assert all("4471" not in hit.text for hit in hits)
     assert planted.read_bytes() == SECRET
 
-    letters = read_dead_letters(settings, 3)
-    reasons = {letter.key: letter.reason for letter in letters}
-    assert set(reasons) == set(BAD_KEYS)
-    assert "segment is empty, . or .." in reasons[TRAVERSAL]
-    assert "access sidecar" in reasons[BAD_KEYS[1]]
-    assert f"longer than {MAX_SEGMENT_BYTES} bytes" in reasons[BAD_KEYS[2]]
+    reasons = assert_dead_lettered_for_their_keys(settings)
     assert all(reason.startswith("not a document source key") for reason in reasons.values())
 
 
