@@ -42,6 +42,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	@! grep -rnE "^\s*(from|import) dagster\._" rag_core rag_assets rag_serving || \
+		{ echo "private dagster._ imports (above): use the public API"; exit 1; }
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rag_core.cache import DiskResponseCache
+from rag_core.adapters.cache import DiskResponseCache
 from rag_core.settings import Settings
 
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"

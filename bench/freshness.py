@@ -37,13 +37,13 @@ from rich.table import Table
 from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
 from rag_core import services
-from rag_core.documents import delete_source, put_source
-from rag_core.events import dead_letter
-from rag_core.kafka import EventPublisher, consumer_config
-from rag_core.localstack import SeaweedS3, TansuBroker
+from rag_core.domain.documents import delete_source, put_source
+from rag_core.domain.events import dead_letter
+from rag_core.adapters.kafka import EventPublisher, consumer_config
+from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
 from rag_core.settings import Settings
-from rag_core.streaming import BatchOutcome, StreamingIndexer
-from rag_core.sync import sync_object_store
+from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
+from rag_core.flows.sync import sync_object_store
 
 TARGET_P95_S = 1.0
 POLL_SECONDS = 0.02

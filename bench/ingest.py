@@ -28,8 +28,8 @@ from rich.table import Table
 
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.documents import add_sources, plan_sources
-from rag_core.parsing import warm_up_parser
+from rag_core.domain.documents import add_sources, plan_sources
+from rag_core.domain.parsing import warm_up_parser
 from rag_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

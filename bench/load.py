@@ -39,7 +39,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from rag_core.processes import ChildServer, free_port
+from rag_core.adapters.processes import ChildServer, free_port
 from rag_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,10 +30,10 @@ from rich.table import Table
 
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.documents import add_sources
-from rag_core.llm import LocalLLMServer, assemble_local_model
-from rag_core.processes import free_port
-from rag_core.schemas import QueryRequest
+from rag_core.domain.documents import add_sources
+from rag_core.adapters.llm import LocalLLMServer, assemble_local_model
+from rag_core.adapters.processes import free_port
+from rag_core.domain.schemas import QueryRequest
 from rag_core.settings import Settings
 
 

@@ -44,10 +44,12 @@ from rich.table import Table
 
 import rag_assets.erasure as erasure_job
 from rag_assets.ingest import local_instance
-from rag_core import audit, erasure, services
-from rag_core.erasure import ErasureRequest, ErasureScope
-from rag_core.index import ChunkIndex, sql_in
-from rag_core.schemas import QueryRequest, SearchFilters
+from rag_core.adapters import audit
+from rag_core.flows import erasure
+from rag_core import services
+from rag_core.flows.erasure import ErasureRequest, ErasureScope
+from rag_core.adapters.index import ChunkIndex, sql_in
+from rag_core.domain.schemas import QueryRequest, SearchFilters
 from rag_core.settings import Settings
 
 TARGET_P95_S = 30.0

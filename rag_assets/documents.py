@@ -12,12 +12,12 @@ from typing import Any
 import dagster as dg
 
 from rag_assets.resources import RagResource
-from rag_core import pipeline
-from rag_core.changes import record_announced_freshness
-from rag_core.documents import DocumentVersion, capture_raw, read_manifest
-from rag_core.ids import partition_key, split_partition_key
-from rag_core.index import ChunkIndex, LiveVersions
-from rag_core.objectstore import ObjectStore
+from rag_core.flows import pipeline
+from rag_core.flows.changes import record_announced_freshness
+from rag_core.domain.documents import DocumentVersion, capture_raw, read_manifest
+from rag_core.domain.ids import partition_key, split_partition_key
+from rag_core.adapters.index import ChunkIndex, LiveVersions
+from rag_core.adapters.objectstore import ObjectStore
 
 # The single-run backfill policy is marked beta; it is the point of this design, so say it once.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")

@@ -19,9 +19,10 @@ from pydantic import Field
 
 from rag_assets.documents import PARTITIONS_NAME, raw_document
 from rag_assets.resources import RagResource
-from rag_core import erasure, services
-from rag_core.cache import build_response_cache
-from rag_core.erasure import ErasureRequest, ErasureScope, ErasureTarget
+from rag_core.flows import erasure
+from rag_core import services
+from rag_core.adapters.cache import build_response_cache
+from rag_core.flows.erasure import ErasureRequest, ErasureScope, ErasureTarget
 from rag_core.settings import Settings
 
 ERASURE_MEMORY = "erasure_memory"

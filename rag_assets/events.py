@@ -21,20 +21,20 @@ from dagster._core.storage.tags import (
 
 from rag_assets.documents import PARTITIONS_NAME, document_versions, index, ingest_documents
 from rag_assets.resources import RagResource
-from rag_core.changes import (
+from rag_core.flows.changes import (
     ChangePlan,
     note_announcements,
     plan_changes,
     read_batch,
     recent_freshness,
 )
-from rag_core.documents import DocumentVersion
-from rag_core.events import topics
-from rag_core.ids import digest, doc_id_for, partition_key
-from rag_core.kafka import Position, consumer_config, ensure_topics
-from rag_core.pipeline import retire_documents as retire
+from rag_core.domain.documents import DocumentVersion
+from rag_core.domain.events import topics
+from rag_core.domain.ids import digest, doc_id_for, partition_key
+from rag_core.adapters.kafka import Position, consumer_config, ensure_topics
+from rag_core.flows.pipeline import retire_documents as retire
 from rag_core.settings import Settings, get_settings
-from rag_core.sync import sync_object_store
+from rag_core.flows.sync import sync_object_store
 
 SENSOR_BATCH = 1000  # events read per tick at most; the rest wait for the next tick
 SENSOR_GROUP = "rag-dagster-sensor"  # never commits: the cursor holds the offsets

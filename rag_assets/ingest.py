@@ -16,9 +16,9 @@ from dagster._utils.error import SerializableErrorInfo
 from rag_assets.definitions import build_defs
 from rag_assets.documents import PARTITIONS_NAME, ingest_documents
 from rag_assets.resources import RagResource
-from rag_core import warehouse
-from rag_core.documents import discover
-from rag_core.pipeline import retire_documents
+from rag_core.adapters import warehouse
+from rag_core.domain.documents import discover
+from rag_core.flows.pipeline import retire_documents
 from rag_core.services import chunk_index, object_store
 from rag_core.settings import Settings
 

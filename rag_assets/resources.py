@@ -3,11 +3,11 @@ from collections.abc import Sequence
 import dagster as dg
 
 from rag_core import services
-from rag_core.embedding import Embedder
-from rag_core.events import DocumentChange, TableRowChange
-from rag_core.index import ChunkIndex
-from rag_core.kafka import EventPublisher
-from rag_core.objectstore import ObjectStore
+from rag_core.adapters.embedding import Embedder
+from rag_core.domain.events import DocumentChange, TableRowChange
+from rag_core.adapters.index import ChunkIndex
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.objectstore import ObjectStore
 from rag_core.settings import Settings
 
 

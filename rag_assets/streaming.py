@@ -8,8 +8,8 @@ import dagster as dg
 from rag_assets.documents import PARTITIONS_NAME, document_assets, index
 from rag_assets.events import FRESHNESS_CHECK, freshness_result
 from rag_assets.ingest import register_versions
-from rag_core.ids import partition_key
-from rag_core.streaming import BatchOutcome
+from rag_core.domain.ids import partition_key
+from rag_core.flows.streaming import BatchOutcome
 
 
 class InstanceRecorder:

@@ -19,7 +19,7 @@ from dagster_dbt import (
 from dagster_dbt.dbt_project import using_dagster_dev
 
 from rag_assets.resources import RagResource
-from rag_core import warehouse
+from rag_core.adapters import warehouse
 from rag_core.settings import Settings, get_settings
 
 GROUP = "warehouse"

@@ -2,17 +2,17 @@
 
 from datetime import UTC, datetime
 
-from rag_core.answering import Answerer, ExtractiveAnswerer
-from rag_core.cache import build_response_cache
-from rag_core.embedding import Embedder, get_embedder
-from rag_core.index import ChunkIndex
-from rag_core.llm import LLMAnswerer
-from rag_core.objectstore import ObjectStore
-from rag_core.pipeline import parse_failures
-from rag_core.querying import QueryService
-from rag_core.reranking import build_reranker
-from rag_core.retrieval import Retriever
-from rag_core.schemas import IndexStatus
+from rag_core.adapters.answering import Answerer, ExtractiveAnswerer
+from rag_core.adapters.cache import build_response_cache
+from rag_core.adapters.embedding import Embedder, get_embedder
+from rag_core.adapters.index import ChunkIndex
+from rag_core.adapters.llm import LLMAnswerer
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.flows.pipeline import parse_failures
+from rag_core.flows.querying import QueryService
+from rag_core.adapters.reranking import build_reranker
+from rag_core.flows.retrieval import Retriever
+from rag_core.domain.schemas import IndexStatus
 from rag_core.settings import Settings
 
 

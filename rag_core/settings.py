@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag_core.schemas import SearchMode
+from rag_core.domain.schemas import SearchMode
 from rag_core.secrets import AWS_PREFIX, read_secret_files, resolve_reference
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"

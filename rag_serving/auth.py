@@ -24,7 +24,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel
 
-from rag_core.ratelimit import RateLimiter
+from rag_serving.ratelimit import RateLimiter
 from rag_core.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -21,18 +21,20 @@ from rich.progress import track
 from rich.table import Table
 from typer.core import TyperGroup
 
-from rag_core import audit, erasure, services, warehouse
-from rag_core.documents import add_sources
-from rag_core.erasure import ErasureScope
-from rag_core.events import topic_schemas
-from rag_core.kafka import EventPublisher
-from rag_core.llm import LocalLLMServer, assemble_local_model
-from rag_core.localstack import TansuBroker
-from rag_core.processes import accepts_connections, stop_process_groups
-from rag_core.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchRequest, SearchResponse
+from rag_core.adapters import audit, warehouse
+from rag_core.flows import erasure
+from rag_core import services
+from rag_core.domain.documents import add_sources
+from rag_core.flows.erasure import ErasureScope
+from rag_core.domain.events import topic_schemas
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.llm import LocalLLMServer, assemble_local_model
+from rag_core.adapters.local_servers import TansuBroker
+from rag_core.adapters.processes import accepts_connections, stop_process_groups
+from rag_core.domain.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchRequest, SearchResponse
 from rag_core.settings import Settings, get_settings
-from rag_core.streaming import StreamingIndexer
-from rag_core.sync import sync_object_store
+from rag_core.flows.streaming import StreamingIndexer
+from rag_core.flows.sync import sync_object_store
 
 console = Console(stderr=True)
 
@@ -139,7 +141,7 @@ def stream(
     """Index change events as they arrive (the warm streaming worker), until interrupted."""
     from rag_assets.ingest import local_instance
     from rag_assets.streaming import InstanceRecorder
-    from rag_core.streaming import serve_probes
+    from rag_core.flows.streaming import serve_probes
 
     settings = get_settings()
     recorder = InstanceRecorder(local_instance(settings), settings.freshness_sla_seconds)

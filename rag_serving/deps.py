@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from rag_core import services
-from rag_core.objectstore import ObjectStore
-from rag_core.querying import QueryService
-from rag_core.retrieval import Retriever
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.flows.querying import QueryService
+from rag_core.flows.retrieval import Retriever
 from rag_core.settings import Settings
 
 

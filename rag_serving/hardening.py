@@ -18,7 +18,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag_core.dependencies import DependencyUnavailable
+from rag_core.adapters.dependencies import DependencyUnavailable
 from rag_core.settings import Settings
 
 log = logging.getLogger(__name__)

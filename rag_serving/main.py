@@ -6,8 +6,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from rag_core import services
-from rag_core.dependencies import ReadinessProbe, serving_dependencies
-from rag_core.ratelimit import build_rate_limiter
+from rag_core.adapters.dependencies import ReadinessProbe, serving_dependencies
+from rag_serving.ratelimit import build_rate_limiter
 from rag_core.settings import Settings, get_settings
 from rag_serving.admission import limit_admission
 from rag_serving.auth import build_authenticator

@@ -12,15 +12,16 @@ from rag_assets.definitions import build_defs
 from rag_assets.documents import ingest_documents
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_assets.resources import RagResource
-from rag_core import services, warehouse
-from rag_core.changes import ChangeBatch, plan_changes
-from rag_core.documents import SourceMetadata, put_source, read_manifest
-from rag_core.events import DocumentChange
-from rag_core.ids import doc_id_for
-from rag_core.kafka import EventPublisher
+from rag_core import services
+from rag_core.adapters import warehouse
+from rag_core.flows.changes import ChangeBatch, plan_changes
+from rag_core.domain.documents import SourceMetadata, put_source, read_manifest
+from rag_core.domain.events import DocumentChange
+from rag_core.domain.ids import doc_id_for
+from rag_core.adapters.kafka import EventPublisher
 from rag_core.settings import Settings
-from rag_core.streaming import StreamingIndexer
-from rag_core.sync import sync_object_store
+from rag_core.flows.streaming import StreamingIndexer
+from rag_core.flows.sync import sync_object_store
 
 from conftest import announce, process
 

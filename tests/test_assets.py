@@ -22,7 +22,7 @@ from rag_assets.documents import (
 from rag_assets.ingest import local_instance, register_versions
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.documents import add_sources, artifact_key, discover
+from rag_core.domain.documents import add_sources, artifact_key, discover
 from rag_core.settings import Settings
 
 from conftest import SAMPLE_CORPUS, ingest

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rag_core import services
-from rag_core.audit import (
+from rag_core.adapters.audit import (
     APPEND_ATTEMPTS,
     AuditConflictError,
     AuditRecord,
@@ -17,7 +17,7 @@ from rag_core.audit import (
     record_key,
     verify_trail,
 )
-from rag_core.objectstore import ObjectStore, StoredObject
+from rag_core.adapters.objectstore import ObjectStore, StoredObject
 from rag_core.settings import Settings
 from rag_serving.cli import app
 

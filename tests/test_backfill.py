@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from rag_assets.ingest import backfill_index, local_instance
-from rag_core import services, warehouse
-from rag_core.documents import add_sources, delete_source, put_source
-from rag_core.kafka import EventPublisher
-from rag_core.localstack import TansuBroker
+from rag_core import services
+from rag_core.adapters import warehouse
+from rag_core.domain.documents import add_sources, delete_source, put_source
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.local_servers import TansuBroker
 from rag_core.settings import Settings
-from rag_core.streaming import StreamingIndexer
+from rag_core.flows.streaming import StreamingIndexer
 
 from conftest import announce, process
 

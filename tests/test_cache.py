@@ -7,7 +7,7 @@ import redis
 from pydantic import SecretStr
 
 from rag_core import services
-from rag_core.cache import (
+from rag_core.adapters.cache import (
     DiskResponseCache,
     ResponseCache,
     build_response_cache,
@@ -15,7 +15,7 @@ from rag_core.cache import (
     entries_naming,
     normalize_question,
 )
-from rag_core.schemas import QueryRequest
+from rag_core.domain.schemas import QueryRequest
 from rag_core.settings import Settings
 
 from conftest import ingest

@@ -1,7 +1,7 @@
 import itertools
 
-from rag_core.chunking import chunk_document, split_text
-from rag_core.parsing import Element, ParsedDocument
+from rag_core.domain.chunking import chunk_document, split_text
+from rag_core.domain.parsing import Element, ParsedDocument
 
 WORDS = " ".join(f"word{i}" for i in range(400))
 

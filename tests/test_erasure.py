@@ -15,15 +15,17 @@ from rag_assets.documents import PARTITIONS_NAME
 from rag_assets.erasure import execute, lineage_stages
 from rag_assets.ingest import backfill_index, ingest_sources, local_instance
 from rag_assets.resources import RagResource
-from rag_core import audit, erasure, services, warehouse
-from rag_core.cache import build_response_cache, entries_naming
-from rag_core.documents import SourceMetadata, discover, put_source
-from rag_core.erasure import ErasureRequest, ErasureScope
-from rag_core.index import TaggedVersionsError
-from rag_core.kafka import EventPublisher
-from rag_core.schemas import QueryRequest
+from rag_core.adapters import audit, warehouse
+from rag_core.flows import erasure
+from rag_core import services
+from rag_core.adapters.cache import build_response_cache, entries_naming
+from rag_core.domain.documents import SourceMetadata, discover, put_source
+from rag_core.flows.erasure import ErasureRequest, ErasureScope
+from rag_core.adapters.index import TaggedVersionsError
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.domain.schemas import QueryRequest
 from rag_core.settings import Settings
-from rag_core.streaming import StreamingIndexer
+from rag_core.flows.streaming import StreamingIndexer
 from rag_serving.cli import app
 
 from conftest import SAMPLE_CORPUS, announce, process

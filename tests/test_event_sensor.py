@@ -27,8 +27,8 @@ from rag_assets.events import (
 from rag_assets.ingest import local_instance
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.changes import ChangePlan, Freshness, recent_freshness
-from rag_core.documents import (
+from rag_core.flows.changes import ChangePlan, Freshness, recent_freshness
+from rag_core.domain.documents import (
     DocumentVersion,
     SourceMetadata,
     add_sources,
@@ -36,10 +36,10 @@ from rag_core.documents import (
     delete_source,
     put_source,
 )
-from rag_core.events import document_change, table_row_change
-from rag_core.ids import doc_id_for
-from rag_core.kafka import EventPublisher
-from rag_core.objectstore import ObjectStore
+from rag_core.domain.events import document_change, table_row_change
+from rag_core.domain.ids import doc_id_for
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.objectstore import ObjectStore
 from rag_core.settings import Settings
 
 from conftest import (

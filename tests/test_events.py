@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from rag_core.events import (
+from rag_core.domain.events import (
     EVENT_MODELS,
     LETTER_VALUE_BYTES,
     DeadLetter,

@@ -1,10 +1,10 @@
 """Prompting and citation handling of the LLM answerer; the model itself is exercised end to
 end in test_local_llm.py."""
 
-from rag_core.answering import ExtractiveAnswerer
-from rag_core.llm import UNSUPPORTED_NOTE, LLMAnswerer, prompt_messages, supported_answer
-from rag_core.processes import free_port
-from rag_core.schemas import Hit
+from rag_core.adapters.answering import ExtractiveAnswerer
+from rag_core.adapters.llm import UNSUPPORTED_NOTE, LLMAnswerer, prompt_messages, supported_answer
+from rag_core.adapters.processes import free_port
+from rag_core.domain.schemas import Hit
 from rag_core.services import embedder
 from rag_core.settings import Settings
 

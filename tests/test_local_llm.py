@@ -6,10 +6,10 @@ from collections.abc import Iterator
 import pytest
 
 from rag_core import services
-from rag_core.llm import LOCAL_MODEL, LOCAL_MODEL_BYTES, LocalLLMServer, assemble_local_model
-from rag_core.processes import free_port
-from rag_core.querying import QueryService
-from rag_core.schemas import QueryRequest, QueryResponse
+from rag_core.adapters.llm import LOCAL_MODEL, LOCAL_MODEL_BYTES, LocalLLMServer, assemble_local_model
+from rag_core.adapters.processes import free_port
+from rag_core.flows.querying import QueryService
+from rag_core.domain.schemas import QueryRequest, QueryResponse
 from rag_core.settings import Settings
 
 from conftest import PORT_DOCUMENT

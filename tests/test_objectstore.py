@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from rag_core.objectstore import ObjectStore
+from rag_core.adapters.objectstore import ObjectStore
 
 
 def test_purging_a_gone_source_leaves_a_folder_of_the_same_name_alone(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rag_core import services
-from rag_core.answering import MAX_CANDIDATES, ExtractiveAnswerer
-from rag_core.embedding import Embedder
-from rag_core.index import ChunkIndex
-from rag_core.schemas import Hit, QueryRequest
+from rag_core.adapters.answering import MAX_CANDIDATES, ExtractiveAnswerer
+from rag_core.adapters.embedding import Embedder
+from rag_core.adapters.index import ChunkIndex
+from rag_core.domain.schemas import Hit, QueryRequest
 from rag_core.settings import Settings
 from rag_serving.cli import app
 

@@ -1,6 +1,6 @@
 import pytest
 
-from rag_core.parsing import parse_document
+from rag_core.domain.parsing import parse_document
 
 from conftest import SAMPLE_CORPUS
 

@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from rag_core.processes import free_port
+from rag_core.adapters.processes import free_port
 from rag_core.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 import torch
 from sentence_transformers import CrossEncoder
 
-from rag_core.reranking import CohereReranker, CrossEncoderReranker, build_reranker
-from rag_core.schemas import Hit
+from rag_core.adapters.reranking import CohereReranker, CrossEncoderReranker, build_reranker
+from rag_core.domain.schemas import Hit
 from rag_core.settings import Settings
 
 TEXTS = [

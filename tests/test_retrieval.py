@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from rag_core import services
-from rag_core.retrieval import reciprocal_rank_fusion
-from rag_core.schemas import Hit, SearchFilters
+from rag_core.flows.retrieval import reciprocal_rank_fusion
+from rag_core.domain.schemas import Hit, SearchFilters
 from rag_core.settings import Settings
 
 from conftest import ingest

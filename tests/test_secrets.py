@@ -7,7 +7,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from rag_core.processes import ChildServer, accepts_connections, free_port
+from rag_core.adapters.processes import ChildServer, accepts_connections, free_port
 from rag_core.settings import Settings
 
 MOTO = str(Path(sys.executable).parent / "moto_server")

@@ -10,13 +10,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from rag_core import services
-from rag_core.documents import put_source
-from rag_core.ids import doc_id_for, version_for
-from rag_core.localstack import TansuBroker
-from rag_core.processes import free_port
+from rag_core.domain.documents import put_source
+from rag_core.domain.ids import doc_id_for, version_for
+from rag_core.adapters.local_servers import TansuBroker
+from rag_core.adapters.processes import free_port
 from rag_core.settings import Settings
-from rag_core.streaming import BatchOutcome, StreamingIndexer
-from rag_core.sync import sync_object_store
+from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
+from rag_core.flows.sync import sync_object_store
 
 from conftest import announce
 

@@ -15,15 +15,16 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import REGISTRY
 
-from rag_core import services, streaming
-from rag_core.documents import SourceMetadata, put_source
-from rag_core.events import document_change, encode, topics
-from rag_core.ids import doc_id_for
-from rag_core.kafka import EventPublisher
-from rag_core.localstack import TansuBroker
-from rag_core.processes import free_port
+from rag_core import services
+from rag_core.flows import streaming
+from rag_core.domain.documents import SourceMetadata, put_source
+from rag_core.domain.events import document_change, encode, topics
+from rag_core.domain.ids import doc_id_for
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.local_servers import TansuBroker
+from rag_core.adapters.processes import free_port
 from rag_core.settings import Settings, get_settings
-from rag_core.streaming import StreamingIndexer, serve_probes
+from rag_core.flows.streaming import StreamingIndexer, serve_probes
 
 from conftest import (
     HOSTILE_KEYS,

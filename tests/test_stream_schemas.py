@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from rag_core.events import (
+from rag_core.domain.events import (
     DeadLetter,
     MalformedEvent,
     dead_letter,
@@ -22,8 +22,8 @@ from rag_core.events import (
     topic_schemas,
     topics,
 )
-from rag_core.kafka import EventPublisher, consumer_config
-from rag_core.localstack import TansuBroker, registry_schema
+from rag_core.adapters.kafka import EventPublisher, consumer_config
+from rag_core.adapters.local_servers import TansuBroker, registry_schema
 from rag_core.settings import Settings
 
 

@@ -14,16 +14,18 @@ from prometheus_client import REGISTRY
 from rag_assets.documents import PARTITIONS_NAME
 from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
-from rag_core import services, streaming, warehouse
-from rag_core.documents import SourceMetadata, delete_source, known_versions, put_source
-from rag_core.events import table_row_change, topics
-from rag_core.ids import doc_id_for, partition_key
-from rag_core.kafka import EventPublisher
-from rag_core.localstack import SeaweedS3, TansuBroker
-from rag_core.processes import free_port
-from rag_core.schemas import QueryRequest
+from rag_core import services
+from rag_core.flows import streaming
+from rag_core.adapters import warehouse
+from rag_core.domain.documents import SourceMetadata, delete_source, known_versions, put_source
+from rag_core.domain.events import table_row_change, topics
+from rag_core.domain.ids import doc_id_for, partition_key
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
+from rag_core.adapters.processes import free_port
+from rag_core.domain.schemas import QueryRequest
 from rag_core.settings import Settings
-from rag_core.streaming import StreamingIndexer
+from rag_core.flows.streaming import StreamingIndexer
 
 from conftest import announce, process, read_dead_letters
 

@@ -15,16 +15,17 @@ import pytest
 from pydantic import SecretStr
 
 from rag_assets.resources import RagResource
-from rag_core import services, warehouse
-from rag_core.documents import (
+from rag_core import services
+from rag_core.adapters import warehouse
+from rag_core.domain.documents import (
     WAREHOUSE_PREFIX,
     SourceMetadata,
     metadata_key,
     put_source,
     read_source,
 )
-from rag_core.events import TableRowChange, table_row_change
-from rag_core.processes import ChildServer, accepts_connections, free_port
+from rag_core.domain.events import TableRowChange, table_row_change
+from rag_core.adapters.processes import ChildServer, accepts_connections, free_port
 from rag_core.settings import Settings
 
 TABLE = "support_ticket_documents"

@@ -5,9 +5,10 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, status
 
-from rag_core import erasure, services
-from rag_core.audit import AuditRecord
-from rag_core.erasure import ErasureScope, ErasureStatus, NewErasureRequest
+from rag_core.flows import erasure
+from rag_core import services
+from rag_core.adapters.audit import AuditRecord
+from rag_core.flows.erasure import ErasureScope, ErasureStatus, NewErasureRequest
 from rag_core.settings import Settings
 from rag_serving.auth import GOVERNANCE, PrincipalDep, require_scope
 from rag_serving.deps import SettingsDep

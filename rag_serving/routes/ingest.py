@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Qu
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from rag_core.documents import (
+from rag_core.domain.documents import (
     DocumentVersion,
     InvalidSourceKey,
     SourceMetadata,
@@ -20,8 +20,8 @@ from rag_core.documents import (
     read_manifest,
     tombstone_key,
 )
-from rag_core.ids import version_for
-from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
+from rag_core.domain.ids import version_for
+from rag_core.adapters.objectstore import SOURCES_PREFIX, ObjectStore
 from rag_core.settings import Settings
 from rag_serving.auth import INGEST, require_scope
 from rag_serving.deps import ObjectStoreDep, SettingsDep

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from rag_core.schemas import QueryRequest, QueryResponse
+from rag_core.domain.schemas import QueryRequest, QueryResponse
 from rag_serving.auth import QUERY, PrincipalDep, require_scope
 from rag_serving.deps import QueryServiceDep
 

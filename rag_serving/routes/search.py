@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from rag_core.schemas import SearchRequest, SearchResponse
+from rag_core.domain.schemas import SearchRequest, SearchResponse
 from rag_serving.auth import QUERY, PrincipalDep, require_scope
 from rag_serving.deps import RetrieverDep
 

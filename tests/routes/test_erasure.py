@@ -7,7 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from test_erasure import PHRASE, SUBJECT, index_with_badges
 
-from rag_core import audit, services
+from rag_core.adapters import audit
+from rag_core import services
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 

@@ -9,7 +9,7 @@ import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from rag_core.ratelimit import LocalRateLimiter
+from rag_serving.ratelimit import LocalRateLimiter
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 from routes.conftest import Issuer, bearer, oidc

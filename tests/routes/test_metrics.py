@@ -1,7 +1,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from rag_core.index import ChunkIndex
+from rag_core.adapters.index import ChunkIndex
 
 
 def _sample(text: str, name: str, **labels: str) -> float:

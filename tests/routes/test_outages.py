@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from rag_core.dependencies import CircuitBreaker
-from rag_core.index import ChunkIndex
-from rag_core.processes import ChildServer, accepts_connections, free_port
-from rag_core.retrieval import Retriever
+from rag_core.adapters.dependencies import CircuitBreaker
+from rag_core.adapters.index import ChunkIndex
+from rag_core.adapters.processes import ChildServer, accepts_connections, free_port
+from rag_core.flows.retrieval import Retriever
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from pydantic import BaseModel
 
-from rag_core.events import (
+from rag_core.domain.events import (
     DocumentChange,
     MalformedEvent,
     TableRowChange,

@@ -30,8 +30,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from rag_core.ids import digest
-from rag_core.objectstore import ObjectStore
+from rag_core.domain.ids import digest
+from rag_core.adapters.objectstore import ObjectStore
 
 AUDIT_PREFIX = "audit"
 APPEND_ATTEMPTS = 5

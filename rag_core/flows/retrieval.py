@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from rag_core.embedding import Embedder
-from rag_core.index import ChunkIndex, sql_in, sql_string
-from rag_core.reranking import NoReranker, Reranker
-from rag_core.schemas import Hit, SearchFilters, SearchMode
+from rag_core.adapters.embedding import Embedder
+from rag_core.adapters.index import ChunkIndex, sql_in, sql_string
+from rag_core.adapters.reranking import NoReranker, Reranker
+from rag_core.domain.schemas import Hit, SearchFilters, SearchMode
 from rag_core.settings import Settings
 from rag_core.telemetry import stage
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
-from rag_core.documents import (
+from rag_core.domain.documents import (
     WAREHOUSE_PREFIX,
     SourceMetadata,
     is_source,
@@ -24,9 +24,9 @@ from rag_core.documents import (
     metadata_key,
     read_source,
 )
-from rag_core.events import DocumentChange, document_change
-from rag_core.ids import digest, version_for
-from rag_core.objectstore import SOURCES_PREFIX, ObjectStore, StoredObject
+from rag_core.domain.events import DocumentChange, document_change
+from rag_core.domain.ids import digest, version_for
+from rag_core.adapters.objectstore import SOURCES_PREFIX, ObjectStore, StoredObject
 
 STATE_KEY = "state/object_sync.json"
 # Listing times are to the second on S3; allow for that and a little clock skew.

@@ -19,9 +19,9 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from rag_core.answering import Answerer, Generation, citation_for
-from rag_core.processes import ChildServer
-from rag_core.schemas import Hit, Usage
+from rag_core.adapters.answering import Answerer, Generation, citation_for
+from rag_core.adapters.processes import ChildServer
+from rag_core.domain.schemas import Hit, Usage
 from rag_core.settings import Settings
 from rag_core.telemetry import LLM_COST, LLM_TOKENS
 

@@ -9,8 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from rag_core.embedding import Embedder
-from rag_core.schemas import Citation, Hit, Usage
+from rag_core.adapters.embedding import Embedder
+from rag_core.domain.schemas import Citation, Hit, Usage
 
 EXTRACTIVE = "extractive"
 NO_ANSWER = "I don't know: nothing in the index is relevant enough to answer that."

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import httpx
 from prometheus_client import Counter
 
-from rag_core.schemas import DependencyStatus, ReadinessReport
+from rag_core.domain.schemas import DependencyStatus, ReadinessReport
 from rag_core.settings import Settings
 
 if TYPE_CHECKING:

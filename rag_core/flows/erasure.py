@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rag_core import audit, warehouse
-from rag_core.cache import ResponseCache, entries_naming
-from rag_core.documents import (
+from rag_core.adapters import audit, warehouse
+from rag_core.adapters.cache import ResponseCache, entries_naming
+from rag_core.domain.documents import (
     ARTIFACT_PREFIXES,
     METADATA_SUFFIX,
     SOURCES_PREFIX,
@@ -35,13 +35,13 @@ from rag_core.documents import (
     normalize_subject,
     tombstone_key,
 )
-from rag_core.embedding import forget_query_embeddings
-from rag_core.ids import digest, doc_id_for, version_for
-from rag_core.index import ChunkIndex, TaggedVersionsError, sql_in, sql_string
-from rag_core.objectstore import ObjectStore
-from rag_core.pipeline import ChunkSet
+from rag_core.adapters.embedding import forget_query_embeddings
+from rag_core.domain.ids import digest, doc_id_for, version_for
+from rag_core.adapters.index import ChunkIndex, TaggedVersionsError, sql_in, sql_string
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.flows.pipeline import ChunkSet
 from rag_core.settings import Settings
-from rag_core.sync import forget_sources
+from rag_core.flows.sync import forget_sources
 
 REQUESTS_PREFIX = "erasure"
 BOOKMARKS_PREFIX = "state"  # producers' bookmarks: what they announced, by source key

@@ -3,8 +3,8 @@ section it belongs to; long sections are split at word boundaries with overlap."
 
 from pydantic import BaseModel
 
-from rag_core.ids import chunk_id_for
-from rag_core.parsing import Element, ParsedDocument
+from rag_core.domain.ids import chunk_id_for
+from rag_core.domain.parsing import Element, ParsedDocument
 
 
 class Chunk(BaseModel):

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag_core.dependencies import CircuitBreaker, redis_client, redis_outages
+from rag_core.adapters.dependencies import CircuitBreaker, redis_client, redis_outages
 from rag_core.settings import Settings
 from rag_core.telemetry import CACHE_REQUESTS
 
@@ -270,7 +270,7 @@ class RedisResponseCache:
 
 class OutageTolerantCache:
     """A shared cache (Redis) that answers go on without while it is unreachable: a lookup
-    misses and a store is skipped (see `rag_core.dependencies.CircuitBreaker`). Erasing
+    misses and a store is skipped (see `rag_core.adapters.dependencies.CircuitBreaker`). Erasing
     cannot go on without it, so `forget`, `referencing`, `entries` and `delete` raise
     `DependencyUnavailable` instead: an erasure must never pass over entries it could not
     reach."""

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from rag_core.documents import (
+from rag_core.domain.documents import (
     WAREHOUSE_PREFIX,
     SourceMetadata,
     delete_source,
@@ -29,9 +29,9 @@ from rag_core.documents import (
     normalize_subject,
     put_source,
 )
-from rag_core.events import TableRowChange, table_row_change
-from rag_core.ids import digest
-from rag_core.objectstore import ObjectStore
+from rag_core.domain.events import TableRowChange, table_row_change
+from rag_core.domain.ids import digest
+from rag_core.adapters.objectstore import ObjectStore
 from rag_core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

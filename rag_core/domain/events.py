@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rag_core.ids import digest
+from rag_core.domain.ids import digest
 from rag_core.settings import Settings
 
 SCHEMA_DIR = Path(__file__).parent / "event_schemas"

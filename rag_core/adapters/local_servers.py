@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from rag_core.processes import ChildServer, accepts_connections, free_port
+from rag_core.adapters.processes import ChildServer, accepts_connections, free_port
 
 
 def _tansu_binary() -> str:

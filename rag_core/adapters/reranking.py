@@ -8,7 +8,7 @@ from typing import Protocol
 
 import httpx
 
-from rag_core.schemas import Hit
+from rag_core.domain.schemas import Hit
 from rag_core.settings import Settings
 
 

@@ -15,18 +15,18 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel
 
-from rag_core.chunking import Chunk, chunk_document
-from rag_core.documents import (
+from rag_core.domain.chunking import Chunk, chunk_document
+from rag_core.domain.documents import (
     DocumentVersion,
     artifact_key,
     capture_raw,
     known_versions,
     remove_artifacts,
 )
-from rag_core.embedding import Embedder
-from rag_core.index import ChunkIndex, chunk_schema
-from rag_core.objectstore import ObjectStore
-from rag_core.parsing import ParsedDocument, parse_document, warm_up_parser
+from rag_core.adapters.embedding import Embedder
+from rag_core.adapters.index import ChunkIndex, chunk_schema
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.parsing import ParsedDocument, parse_document, warm_up_parser
 from rag_core.settings import Settings
 
 

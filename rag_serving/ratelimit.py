@@ -2,7 +2,7 @@
 names one, so every API replica draws from the same buckets, in process otherwise.
 
 While Redis is unreachable, the Redis limiter falls back to in-process buckets of the same
-size (see `rag_core.dependencies`): requests go on being answered and limited, though each
+size (see `rag_core.adapters.dependencies`): requests go on being answered and limited, though each
 replica then allows a caller the whole rate on its own. Short timeouts and the circuit
 breaker keep a dead Redis from costing more than one failed attempt per retry interval."""
 
@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
-from rag_core.dependencies import CircuitBreaker, redis_client, redis_outages
+from rag_core.adapters.dependencies import CircuitBreaker, redis_client, redis_outages
 from rag_core.settings import Settings
 
 REDIS_TIMEOUT_SECONDS = 0.5  # a limit check is on every request's path: fail fast

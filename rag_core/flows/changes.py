@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from confluent_kafka import Message
 from pydantic import BaseModel
 
-from rag_core import warehouse
-from rag_core.documents import (
+from rag_core.adapters import warehouse
+from rag_core.domain.documents import (
     DocumentVersion,
     InvalidSourceKey,
     artifact_key,
@@ -25,12 +25,12 @@ from rag_core.documents import (
     known_versions,
     manifest_source_keys,
 )
-from rag_core.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
-from rag_core.ids import doc_id_for
-from rag_core.index import ChunkIndex
-from rag_core.kafka import Position, position
-from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
-from rag_core.pipeline import access_changes, pending_versions
+from rag_core.domain.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
+from rag_core.domain.ids import doc_id_for
+from rag_core.adapters.index import ChunkIndex
+from rag_core.adapters.kafka import Position, position
+from rag_core.adapters.objectstore import SOURCES_PREFIX, ObjectStore
+from rag_core.flows.pipeline import access_changes, pending_versions
 from rag_core.settings import Settings
 
 

@@ -1,127 +1,33 @@
-"""Document versions: how sources in the object store become partitions, and the artifacts
-each pipeline stage leaves behind under keys named by ids only."""
+"""The document catalog, kept in the object store: sources and their access sidecars, the
+manifest of every document version discovered, and the artifacts the stages derive from
+them (keys from `domain.layout`)."""
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from rag_core.ids import doc_id_for, partition_key, version_for
-from rag_core.objectstore import SOURCES_PREFIX, ObjectStore
-
-ARTIFACT_PREFIXES = (
-    "manifests", "raw", "parsed", "failures", "chunks", "embeddings", "announced", "freshness",
-)  # fmt: skip
-
-
-def normalize_subject(subject: str) -> str:
-    """Data subjects (an email, a customer id) are kept trimmed and lower-cased, and erasure
-    compares them so, as the warehouse's `lower(trim(...))` does: a request for
-    `Alice@Example.com` must find `alice@example.com`."""
-    return subject.strip().lower()
-
-
-class SourceMetadata(BaseModel):
-    """Who may read a source and whom it is about, from its `<key>.meta.json` sidecar."""
-
-    acl: list[str] = Field(default_factory=list, description="Groups allowed to read it.")
-    subjects: list[str] = Field(default_factory=list, description="People it is about.")
-
-    @field_validator("subjects")
-    @classmethod
-    def _normalized(cls, subjects: list[str]) -> list[str]:
-        return [normalize_subject(s) for s in subjects if s.strip()]
-
-
-class DocumentVersion(BaseModel):
-    """Manifest of one document version: where it came from, when it was first seen, and
-    the source's access (the same in every version of a document: it belongs to the source,
-    not to one state of its content)."""
-
-    doc_id: str
-    version: str
-    source_key: str
-    source_uri: str
-    size: int
-    discovered_at: datetime
-    acl: list[str] = Field(default_factory=list)
-    subjects: list[str] = Field(default_factory=list)
-
-    @property
-    def partition_key(self) -> str:
-        return partition_key(self.doc_id, self.version)
-
-    @property
-    def file_name(self) -> str:
-        return PurePosixPath(self.source_key).name
-
-    @property
-    def metadata(self) -> SourceMetadata:
-        return SourceMetadata(acl=self.acl, subjects=self.subjects)
-
-
-METADATA_SUFFIX = ".meta.json"
-WAREHOUSE_PREFIX = f"{SOURCES_PREFIX}/warehouse"
-
-
-TOMBSTONES_PREFIX = "tombstones"
-
-
-def tombstone_key(content_hash: str) -> str:
-    """Marks content erased on request (`version_for` of its bytes): a source holding these
-    exact bytes again (a replayed event, a re-upload) is not indexed until a new request
-    lifts the tombstone."""
-    return f"{TOMBSTONES_PREFIX}/{content_hash}"
-
-
-def metadata_key(source_key: str) -> str:
-    return source_key + METADATA_SUFFIX
-
-
-# Most filesystems refuse file names over 255 bytes (ENAMETOOLONG), and a source's last
-# segment gets the sidecar's suffix and the local store's `.partial` while it is written;
-# S3 keys stop at 1,024 bytes.
-MAX_SEGMENT_BYTES = 255 - len(".meta.json.partial")
-MAX_KEY_BYTES = 1024
-
-
-class InvalidSourceKey(ValueError):
-    """A key from outside (an event, an upload, a listing) that must not name a source."""
-
-
-def check_source_key(key: str, *, allow_warehouse: bool = True) -> str:
-    """`key` if it names a source: `documents/<relative path>` of non-empty segments other
-    than `.` and `..`, printable, without backslashes, each segment at most 255 bytes, not an
-    access sidecar (sidecars are metadata, never documents) and, unless `allow_warehouse`,
-    not a warehouse row's document (those belong to the warehouse producer). Every place
-    that turns a key from outside into a path or object name asks this one function, so a
-    key like `documents/../../outside` can never reach outside the store's `documents/`."""
-    segments = key.split("/")
-    if segments[0] != SOURCES_PREFIX or len(segments) < 2:
-        raise InvalidSourceKey(f"not under {SOURCES_PREFIX}/")
-    if any(part in ("", ".", "..") for part in segments[1:]):
-        raise InvalidSourceKey("a path segment is empty, . or ..")
-    if not key.isprintable() or "\\" in key:
-        raise InvalidSourceKey("holds a control character or a backslash")
-    if any(len(part.encode()) > MAX_SEGMENT_BYTES for part in segments):
-        raise InvalidSourceKey(f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes")
-    if len(key.encode()) > MAX_KEY_BYTES:
-        raise InvalidSourceKey(f"longer than {MAX_KEY_BYTES} bytes")
-    if key.endswith(METADATA_SUFFIX):
-        raise InvalidSourceKey(f"an access sidecar ({METADATA_SUFFIX}), not a document")
-    if not allow_warehouse and key.startswith(f"{WAREHOUSE_PREFIX}/"):
-        raise InvalidSourceKey(f"under {WAREHOUSE_PREFIX}/, which only the warehouse writes")
-    return key
-
-
-def is_source(key: str) -> bool:
-    """Whether `key` names a source (see `check_source_key`)."""
-    try:
-        check_source_key(key)
-    except InvalidSourceKey:
-        return False
-    return True
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.documents import (
+    DocumentVersion,
+    InvalidSourceKey,
+    SourceMetadata,
+    check_source_key,
+    is_source,
+)
+from rag_core.domain.ids import doc_id_for, version_for
+from rag_core.domain.layout import (
+    METADATA_SUFFIX,
+    SOURCES_PREFIX,
+    Artifact,
+    artifact_folder,
+    artifact_key,
+    artifact_version,
+    metadata_key,
+    source_key,
+    tombstone_key,
+)
 
 
 def put_source(
@@ -155,15 +61,9 @@ def read_source(store: ObjectStore, key: str) -> tuple[bytes, SourceMetadata] | 
     return content, metadata
 
 
-def artifact_key(stage: str, doc_id: str, version: str) -> str:
-    suffix = {"raw": "", "embeddings": ".npy"}
-    return f"{stage}/{doc_id}/{version}{suffix.get(stage, '.json')}"
-
-
-def read_manifest(store: ObjectStore, doc_id: str, version: str) -> DocumentVersion:
-    return DocumentVersion.model_validate_json(
-        store.get(artifact_key("manifests", doc_id, version))
-    )
+def source_keys(store: ObjectStore) -> list[str]:
+    """Every source in the store (sidecars left out)."""
+    return [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
 
 
 def plan_sources(paths: Iterable[Path]) -> list[tuple[Path, str]]:
@@ -182,7 +82,7 @@ def plan_sources(paths: Iterable[Path]) -> list[tuple[Path, str]]:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         base = path if path.is_dir() else path.parent
         planned += [
-            (file, _checked_key(file, f"{SOURCES_PREFIX}/{file.relative_to(base).as_posix()}"))
+            (file, _checked_key(file, source_key(file.relative_to(base).as_posix())))
             for file in files
             if not file.name.endswith(METADATA_SUFFIX)
         ]
@@ -229,6 +129,32 @@ def add_sources(
     return [key for _, key in planned]
 
 
+def read_manifest(store: ObjectStore, doc_id: str, version: str) -> DocumentVersion:
+    return DocumentVersion.model_validate_json(
+        store.get(artifact_key(Artifact.MANIFEST, doc_id, version))
+    )
+
+
+def all_manifests(store: ObjectStore) -> list[DocumentVersion]:
+    """The manifest of every version discovered and not yet retired: what the pipeline
+    knows, whether or not the source is still there."""
+    return [
+        DocumentVersion.model_validate_json(store.get(obj.key))
+        for obj in store.list(Artifact.MANIFEST)
+    ]
+
+
+def manifest_source_keys(store: ObjectStore) -> set[str]:
+    """The sources of every version with a manifest."""
+    return {manifest.source_key for manifest in all_manifests(store)}
+
+
+def known_versions(store: ObjectStore, doc_id: str) -> list[str]:
+    """Versions of a document that still have a manifest."""
+    manifests = store.list(artifact_folder(Artifact.MANIFEST, doc_id))
+    return [artifact_version(obj.key) for obj in manifests]
+
+
 def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[DocumentVersion]:
     """The current version of every source (or of those of `keys` that still exist), writing
     manifests for new ones; content erased on request (tombstoned) is skipped.
@@ -238,7 +164,7 @@ def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[Docu
     (`pipeline.update_access`) without parsing or embedding anything again. Keys that do
     not name a source (`is_source`: sidecars among them) are skipped, listed or given."""
     if keys is None:
-        keys = [obj.key for obj in store.list(SOURCES_PREFIX)]
+        keys = source_keys(store)
     versions = []
     for key in filter(is_source, keys):
         source = read_source(store, key)
@@ -252,7 +178,7 @@ def _current_manifest(
 ) -> DocumentVersion:
     source_uri = store.uri_for(key)
     doc_id, version = doc_id_for(source_uri), version_for(content)
-    if store.exists(artifact_key("manifests", doc_id, version)):
+    if store.exists(artifact_key(Artifact.MANIFEST, doc_id, version)):
         manifest = read_manifest(store, doc_id, version)
         if manifest.metadata == metadata:
             return manifest
@@ -295,14 +221,14 @@ def _with_metadata(
 
 def _write_manifest(store: ObjectStore, manifest: DocumentVersion) -> None:
     store.put(
-        artifact_key("manifests", manifest.doc_id, manifest.version),
+        artifact_key(Artifact.MANIFEST, manifest.doc_id, manifest.version),
         manifest.model_dump_json().encode(),
     )
 
 
 def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:
     """Copy the version's bytes to `raw/`; False when the source no longer holds that version."""
-    raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
+    raw_key = artifact_key(Artifact.RAW, manifest.doc_id, manifest.version)
     if store.exists(raw_key):
         return True
     source = read_source(store, manifest.source_key)
@@ -314,22 +240,5 @@ def capture_raw(store: ObjectStore, manifest: DocumentVersion) -> bool:
 
 def remove_artifacts(store: ObjectStore, doc_id: str, version: str) -> None:
     """Delete everything the pipeline derived from one version (used when it is retired)."""
-    for stage in reversed(ARTIFACT_PREFIXES):
-        store.delete(artifact_key(stage, doc_id, version))
-
-
-def manifest_source_keys(store: ObjectStore) -> set[str]:
-    """The sources of every version with a manifest: what the pipeline knows, whether or
-    not the source is still there."""
-    return {
-        DocumentVersion.model_validate_json(store.get(obj.key)).source_key
-        for obj in store.list("manifests")
-    }
-
-
-def known_versions(store: ObjectStore, doc_id: str) -> list[str]:
-    """Versions of a document that still have a manifest."""
-    return [
-        PurePosixPath(obj.key).name.removesuffix(".json")
-        for obj in store.list(f"manifests/{doc_id}")
-    ]
+    for artifact in reversed(Artifact):
+        store.delete(artifact_key(artifact, doc_id, version))
