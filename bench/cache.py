@@ -12,21 +12,14 @@ flat. Then times `forget` of the shared chunks (every answer at once), scrub inc
 Prints a table, then one JSON line with the figures.
 """
 
-import argparse
 import json
-import os
-import platform
-import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from harness import MACHINE, arguments, console, finish, table, temp_settings
 
 from rag_core.adapters.cache import DiskResponseCache
-from rag_core.settings import Settings
 
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
 SHARED_CHUNKS = [f"chunk-{number}" for number in range(5)]
 ANSWER = json.dumps({"answer": "x" * 600, "citations": [{"chunk_id": c} for c in SHARED_CHUNKS]})
 MEASURED = 100
@@ -38,8 +31,8 @@ def bytes_written() -> int:
 
 
 def measure(steps: list[int]) -> list[dict[str, float]]:
-    with tempfile.TemporaryDirectory(prefix="bench-cache-") as home:
-        cache = DiskResponseCache(Settings(home=Path(home)))
+    with temp_settings("cache") as settings:
+        cache = DiskResponseCache(settings)
         stored, rows = 0, []
         for step in steps:
             while stored < step:
@@ -62,38 +55,34 @@ def measure(steps: list[int]) -> list[dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="up to 6,000 answers")
-    args = parser.parse_args()
+    args = arguments(__doc__, quick="up to 6,000 answers").parse_args()
     steps = [100, 1000, 6000] if args.quick else [100, 1000, 6000, 20000]
     rows = measure(steps)
 
-    table = Table(title=f"DiskResponseCache.set, answers citing the same chunks ({MACHINE})")
-    for column in ("answers already cached", "ms per set", "KB written per set"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(
-            f"{row['answers']:,}", f"{row['ms_per_set']:.2f}", f"{row['kb_written_per_set']:.1f}"
+    console.print(
+        table(
+            f"DiskResponseCache.set, answers citing the same chunks ({MACHINE})",
+            ("answers already cached", "ms per set", "KB written per set"),
+            [
+                (f"{r['answers']:,}", f"{r['ms_per_set']:.2f}", f"{r['kb_written_per_set']:.1f}")
+                for r in rows
+            ],
         )
-    console = Console()
-    console.print(table)
+    )
     last = rows[-1]
     console.print(f"forget of the shared chunks: {last['forgotten']:,} answers in "
                   f"{last['forget_s']:.2f} s")  # fmt: skip
-    print(
-        json.dumps(
-            {
-                "benchmark": "cache",
-                "quick": args.quick,
-                "ms_per_set": {row["answers"]: round(row["ms_per_set"], 3) for row in rows},
-                "kb_written_per_set": {
-                    row["answers"]: round(row["kb_written_per_set"], 1) for row in rows
-                },
-                "forget_s": round(last["forget_s"], 3),
-                "forgotten": last["forgotten"],
-                "machine": MACHINE,
-            }
-        )
+    finish(
+        "cache",
+        args.quick,
+        {
+            "ms_per_set": {row["answers"]: round(row["ms_per_set"], 3) for row in rows},
+            "kb_written_per_set": {
+                row["answers"]: round(row["kb_written_per_set"], 1) for row in rows
+            },
+            "forget_s": round(last["forget_s"], 3),
+            "forgotten": last["forgotten"],
+        },
     )
 
 

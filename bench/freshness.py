@@ -14,12 +14,8 @@ N files put at once and announced in one scan; throughput is N over the time unt
 is queryable. Prints a table, then one JSON line with the figures.
 """
 
-import argparse
-import json
 import os
-import platform
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -27,27 +23,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-
 from confluent_kafka import Consumer
-from rich.console import Console
-from rich.table import Table
+from harness import arguments, console, finish, spread, table, temp_dir
 
 from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
 from rag_core import services
-from rag_core.domain.documents import delete_source, put_source
+from rag_core.adapters.catalog import delete_source, put_source
+from rag_core.domain.layout import source_key
 from rag_core.domain.events import dead_letter
 from rag_core.adapters.kafka import EventPublisher, consumer_config
 from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
+from rag_core.domain.stats import percentile
 from rag_core.settings import Settings
 from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
 from rag_core.flows.sync import sync_object_store
 
 TARGET_P95_S = 1.0
 POLL_SECONDS = 0.02
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
 
 
 def document(token: str) -> bytes:
@@ -56,11 +49,6 @@ def document(token: str) -> bytes:
         "requests: it now waits with exponential back-off, caps retries at five, and logs "
         "each attempt with the request id so operators can follow a request end to end.\n"
     ).encode()
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 class Bench:
@@ -91,7 +79,7 @@ class Bench:
     def sequential(self, count: int) -> dict[str, list[float]]:
         lags: dict[str, list[float]] = {"add": [], "update": [], "delete": []}
         for number in range(count):
-            key = f"documents/bench/sequential-{number}.md"
+            key = source_key(f"bench/sequential-{number}.md")
             old, new = f"zq{uuid.uuid4().hex[:10]}", f"zq{uuid.uuid4().hex[:10]}"
             put_source(self.store, key, document(old))
             lags["add"].append(self.lag_until(self.announce(), lambda t=old: self.found(t)))
@@ -124,7 +112,7 @@ class Bench:
     def concurrent(self, count: int) -> tuple[list[float], float]:
         tokens = {f"zq{uuid.uuid4().hex[:10]}": n for n in range(count)}
         for token, number in tokens.items():
-            put_source(self.store, f"documents/bench/concurrent-{number}.md", document(token))
+            put_source(self.store, source_key(f"bench/concurrent-{number}.md"), document(token))
         event_time = self.announce()
         lags: list[float] = []
         pending = set(tokens)
@@ -194,26 +182,24 @@ def run(workdir: Path, sequential: int, concurrent: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small run, about a minute")
+    parser = arguments(__doc__, quick="a small run, about a minute")
     parser.add_argument("--sequential", type=int, help="adds, updates and deletes, each")
     parser.add_argument("--concurrent", type=int, help="files put at once")
     args = parser.parse_args()
     sequential = args.sequential or (5 if args.quick else 20)
     concurrent = args.concurrent or (10 if args.quick else 50)
-    with tempfile.TemporaryDirectory(prefix="bench-freshness-") as workdir:
-        result = run(Path(workdir), sequential, concurrent)
+    with temp_dir("freshness") as folder:
+        result = run(folder, sequential, concurrent)
 
     lags: dict[str, list[float]] = result["lags"]  # type: ignore[assignment]
     rows = {**lags, "concurrent": result["concurrent_lags"]}
-    table = Table(title=f"event → queryable, seconds ({'quick' if args.quick else 'full'})")
-    for column in ("change", "n", "p50", "p95", "max"):
-        table.add_column(column, justify="right")
-    for name, values in rows.items():  # type: ignore[assignment]
-        table.add_row(name, str(len(values)), f"{percentile(values, 0.5):.3f}",
-                      f"{percentile(values, 0.95):.3f}", f"{max(values):.3f}")  # fmt: skip
-    console = Console()
-    console.print(table)
+    console.print(
+        table(
+            f"event → queryable, seconds ({'quick' if args.quick else 'full'})",
+            ("change", "n", "p50", "p95", "max"),
+            [(name, *spread(values, 3)) for name, values in rows.items()],
+        )
+    )
     round_trips: list[float] = result["kafka_round_trips"]  # type: ignore[assignment]
     console.print(
         f"baseline, Kafka produce → consume: p50 {percentile(round_trips, 0.5):.3f} s, "
@@ -222,23 +208,20 @@ def main() -> None:
     console.print(f"concurrent throughput: {result['docs_per_s']:.1f} documents/s")
     console.print("worker seconds per batch, by stage:", result["stage_means_s"])
     sequential_lags = [lag for values in lags.values() for lag in values]
-    print(
-        json.dumps(
-            {
-                "benchmark": "freshness",
-                "quick": args.quick,
-                "p50_s": round(percentile(sequential_lags, 0.5), 3),
-                "p95_s": round(percentile(sequential_lags, 0.95), 3),
-                "p95_by_change_s": {
-                    name: round(percentile(values, 0.95), 3) for name, values in rows.items()
-                },
-                "docs_per_s": round(float(result["docs_per_s"]), 1),  # type: ignore[arg-type]
-                "kafka_round_trip_p50_s": round(percentile(round_trips, 0.5), 4),
-                "stage_means_s": result["stage_means_s"],
-                "target_p95_s": TARGET_P95_S,
-                "machine": MACHINE,
-            }
-        )
+    finish(
+        "freshness",
+        args.quick,
+        {
+            "p50_s": round(percentile(sequential_lags, 0.5), 3),
+            "p95_s": round(percentile(sequential_lags, 0.95), 3),
+            "p95_by_change_s": {
+                name: round(percentile(values, 0.95), 3) for name, values in rows.items()
+            },
+            "docs_per_s": round(float(result["docs_per_s"]), 1),  # type: ignore[arg-type]
+            "kafka_round_trip_p50_s": round(percentile(round_trips, 0.5), 4),
+            "stage_means_s": result["stage_means_s"],
+            "target_p95_s": TARGET_P95_S,
+        },
     )
 
 

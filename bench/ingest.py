@@ -11,32 +11,28 @@ parser are loaded before timing starts (their one-off start-up is reported on it
 Prints a table, then one JSON line with the figures.
 """
 
-import argparse
-import json
-import os
-import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+from harness import (
+    QUICK_CORPUS,
+    SAMPLE,
+    arguments,
+    console,
+    finish,
+    ingest,
+    table,
+    temp_settings,
+)
 
-from rich.console import Console
-from rich.table import Table
-
-from rag_assets.ingest import ingest_sources, local_instance
+from rag_assets.ingest import local_instance
 from rag_core import services
-from rag_core.domain.documents import add_sources, plan_sources
+from rag_core.adapters.catalog import plan_sources
 from rag_core.domain.parsing import warm_up_parser
 from rag_core.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_corpus"
-QUICK = [SAMPLE / "pip", SAMPLE / "dpkg", SAMPLE / "mosquitto-readme.md", SAMPLE / "postgresql"]
 TARGET_RATIO = 0.7
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
 
 
 def warm_up(settings: Settings, corpus: list[Path]) -> float:
@@ -61,18 +57,15 @@ def stage_seconds(instance, run_id: str) -> dict[str, float]:  # type: ignore[no
     }
 
 
-def run_once(corpus: list[Path], workdir: Path) -> dict:
-    settings = Settings(home=workdir)
+def run_once(corpus: list[Path], settings: Settings) -> dict:
     startup_s = warm_up(settings, corpus)
     instance = local_instance(settings)
 
     started = time.perf_counter()
-    keys = add_sources(services.object_store(settings), corpus)
-    ingest_sources(settings, instance, keys)
+    keys = ingest(settings, corpus, instance)
     end_to_end_s = time.perf_counter() - started
 
-    table = services.chunk_index(settings).table()
-    texts = table.search().select(["text"]).limit(None).to_arrow().column("text").to_pylist()
+    texts = [row["text"] for row in services.chunk_index(settings).rows(columns=["text"])]
     baseline = statistics.mean([embed_rate(settings, texts), embed_rate(settings, texts)])
     run_id = instance.get_runs(limit=1)[0].run_id
     return {
@@ -87,56 +80,45 @@ def run_once(corpus: list[Path], workdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small corpus, about a minute")
+    parser = arguments(__doc__, quick="small corpus, about a minute")
     parser.add_argument("--corpus", type=Path, nargs="+", help="files or folders to ingest")
     parser.add_argument("--repeat", type=int, default=None, help="runs (default 3, quick 1)")
     args = parser.parse_args()
-    corpus = args.corpus or (QUICK if args.quick else [SAMPLE])
+    corpus = args.corpus or (QUICK_CORPUS if args.quick else [SAMPLE])
     repeat = args.repeat or (1 if args.quick else 3)
 
     runs = []
     for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as workdir:
-            runs.append(run_once(corpus, Path(workdir)))
+        with temp_settings("ingest") as settings:
+            runs.append(run_once(corpus, settings))
     ratios = [r["end_to_end_chunks_per_s"] / r["embedding_chunks_per_s"] for r in runs]
     best = runs[ratios.index(statistics.median(ratios))] if repeat % 2 else runs[0]
 
-    table = Table(title=f"ingest benchmark ({'quick' if args.quick else 'full'}, {repeat} runs)")
-    for column in (
-        "run",
-        "docs",
-        "chunks",
-        "end-to-end s",
-        "e2e chunks/s",
-        "embed-only chunks/s",
-        "ratio",
-    ):
-        table.add_column(column, justify="right")
-    for number, (run, ratio) in enumerate(zip(runs, ratios, strict=True), start=1):
-        table.add_row(str(number), str(run["documents"]), str(run["chunks"]),
-                      f"{run['end_to_end_s']:.2f}", f"{run['end_to_end_chunks_per_s']:.1f}",
-                      f"{run['embedding_chunks_per_s']:.1f}", f"{ratio:.2f}")  # fmt: skip
-    console = Console()
-    console.print(table)
+    rows = [
+        (str(number), str(run["documents"]), str(run["chunks"]), f"{run['end_to_end_s']:.2f}",
+         f"{run['end_to_end_chunks_per_s']:.1f}", f"{run['embedding_chunks_per_s']:.1f}",
+         f"{ratio:.2f}")
+        for number, (run, ratio) in enumerate(zip(runs, ratios, strict=True), start=1)
+    ]  # fmt: skip
+    columns = ("run", "docs", "chunks", "end-to-end s", "e2e chunks/s", "embed-only chunks/s",
+               "ratio")  # fmt: skip
+    title = f"ingest benchmark ({'quick' if args.quick else 'full'}, {repeat} runs)"
+    console.print(table(title, columns, rows))
     console.print("stage seconds (median run):", best["stages_s"])
     console.print(f"one-off model and parser start-up: {best['startup_s']:.1f} s (not timed)")
-    print(
-        json.dumps(
-            {
-                "benchmark": "ingest",
-                "quick": args.quick,
-                "runs": repeat,
-                "documents": best["documents"],
-                "chunks": best["chunks"],
-                "end_to_end_chunks_per_s": best["end_to_end_chunks_per_s"],
-                "embedding_chunks_per_s": best["embedding_chunks_per_s"],
-                "ratio": round(statistics.median(ratios), 3),
-                "ratios": [round(r, 3) for r in ratios],
-                "target_ratio": TARGET_RATIO,
-                "machine": MACHINE,
-            }
-        )
+    finish(
+        "ingest",
+        args.quick,
+        {
+            "runs": repeat,
+            "documents": best["documents"],
+            "chunks": best["chunks"],
+            "end_to_end_chunks_per_s": best["end_to_end_chunks_per_s"],
+            "embedding_chunks_per_s": best["embedding_chunks_per_s"],
+            "ratio": round(statistics.median(ratios), 3),
+            "ratios": [round(r, 3) for r in ratios],
+            "target_ratio": TARGET_RATIO,
+        },
     )
 
 

@@ -20,15 +20,12 @@ baseline server from another source tree instead, e.g. the code before a change:
 Prints a table, then one JSON line with the figures.
 """
 
-import argparse
 import asyncio
 import itertools
 import json
 import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,20 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
-from rich.console import Console
-from rich.table import Table
+from harness import QUICK_CORPUS, SAMPLE, arguments, console, finish, table, temp_dir
 
 from rag_core.adapters.processes import ChildServer, free_port
+from rag_core.domain.stats import percentile
 from rag_core.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_corpus"
-QUICK_CORPUS = [
-    SAMPLE / "pip",
-    SAMPLE / "dpkg",
-    SAMPLE / "mosquitto-readme.md",
-    SAMPLE / "postgresql",
-]
 CLIENTS = (1, 8, 32, 64)
 BACKOFF_SECONDS = 0.1
 QUESTIONS = [
@@ -71,7 +60,6 @@ VARIANTS = {
     "baseline": {"RAG_MAX_IN_FLIGHT": "0", "RAG_INDEX_VERSION_TTL_SECONDS": "0"},
     "candidate": {},
 }
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
 
 Request = tuple[str, dict[str, object]]
 _unique = itertools.count()
@@ -172,10 +160,9 @@ class Step:
     peak_rss_mb: float = 0.0
 
 
-def percentile(ordered: list[float], fraction: float) -> float:
-    if not ordered:
-        return float("nan")
-    return round(1000 * ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))], 1)
+def milliseconds(latencies: list[float], share: float) -> float:
+    """A percentile of latencies in seconds, in milliseconds; NaN when none succeeded."""
+    return round(1000 * percentile(latencies, share), 1) if latencies else float("nan")
 
 
 async def drive(
@@ -219,14 +206,13 @@ async def drive(
     started = time.perf_counter()
     await asyncio.gather(sample_memory(), *(client(n) for n in range(clients)))
     elapsed = time.perf_counter() - started
-    latencies.sort()
     return Step(
         clients=clients,
         seconds=round(elapsed, 2),
         ok_per_second=round(outcomes.pop("200", 0) / elapsed, 1),
-        p50_ms=percentile(latencies, 0.50),
-        p95_ms=percentile(latencies, 0.95),
-        p99_ms=percentile(latencies, 0.99),
+        p50_ms=milliseconds(latencies, 0.50),
+        p95_ms=milliseconds(latencies, 0.95),
+        p99_ms=milliseconds(latencies, 0.99),
         errors=dict(outcomes),
         peak_rss_mb=round(peak_rss),
     )
@@ -262,31 +248,30 @@ def ingest_sample(quick: bool, workdir: Path) -> Path:
 
 
 def report(results: dict[str, dict]) -> None:
-    table = Table(title="one API process under load (ok/s: 200 responses per second)")
-    for column in ("workload", "clients", "variant", "ok/s", "p50 ms", "p95 ms", "p99 ms",
-                   "errors", "peak RSS MB"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("workload", "variant") else "right")
+    rows = []
     for name in WORKLOADS:
         for position, clients in enumerate(CLIENTS):
             for variant, result in results.items():
                 step: Step = result["steps"][name][position]
                 errors = ", ".join(f"{k}: {v}" for k, v in sorted(step.errors.items())) or "-"
-                table.add_row(name, str(clients), variant, f"{step.ok_per_second:.1f}",
-                              f"{step.p50_ms:.0f}", f"{step.p95_ms:.0f}", f"{step.p99_ms:.0f}",
-                              errors, f"{step.peak_rss_mb:.0f}")  # fmt: skip
-    Console().print(table)
+                rows.append((name, str(clients), variant, f"{step.ok_per_second:.1f}",
+                             f"{step.p50_ms:.0f}", f"{step.p95_ms:.0f}", f"{step.p99_ms:.0f}",
+                             errors, f"{step.peak_rss_mb:.0f}"))  # fmt: skip
+    columns = ("workload", "clients", "variant", "ok/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+               "peak RSS MB")  # fmt: skip
+    title = "one API process under load (ok/s: 200 responses per second)"
+    console.print(table(title, columns, rows, left={"workload", "variant"}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="14 documents, 1.5 s per step")
+    parser = arguments(__doc__, quick="14 documents, 1.5 s per step")
     parser.add_argument("--seconds", type=float, help="per workload and client count (10)")
     parser.add_argument("--baseline-src", type=Path, help="source tree the baseline runs from")
     args = parser.parse_args()
     seconds = args.seconds or (1.5 if args.quick else 10.0)
 
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as workdir:
-        home = ingest_sample(args.quick, Path(workdir))
+    with temp_dir("load") as workdir:
+        home = ingest_sample(args.quick, workdir)
         results = {
             variant: measure(home, overrides, args.baseline_src if variant == "baseline" else None,
                              seconds)
@@ -294,28 +279,25 @@ def main() -> None:
         }  # fmt: skip
     report(results)
     candidate = Settings()
-    print(
-        json.dumps(
-            {
-                "benchmark": "load",
-                "quick": args.quick,
-                "machine": MACHINE,
-                "seconds_per_step": seconds,
-                "baseline_src": str(args.baseline_src) if args.baseline_src else None,
-                "candidate": {
-                    "max_in_flight": candidate.max_in_flight,
-                    "max_queued": candidate.max_queued,
-                    "queue_wait_seconds": candidate.queue_wait_seconds,
-                },
-                "results": {
-                    variant: {
-                        "peak_rss_mb": result["peak_rss_mb"],
-                        "steps": {k: [asdict(s) for s in v] for k, v in result["steps"].items()},
-                    }
-                    for variant, result in results.items()
-                },
-            }
-        )
+    finish(
+        "load",
+        args.quick,
+        {
+            "seconds_per_step": seconds,
+            "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+            "candidate": {
+                "max_in_flight": candidate.max_in_flight,
+                "max_queued": candidate.max_queued,
+                "queue_wait_seconds": candidate.queue_wait_seconds,
+            },
+            "results": {
+                variant: {
+                    "peak_rss_mb": result["peak_rss_mb"],
+                    "steps": {k: [asdict(s) for s in v] for k, v in result["steps"].items()},
+                }
+                for variant, result in results.items()
+            },
+        },
     )
 
 

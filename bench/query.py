@@ -10,30 +10,24 @@ and reused. Queries are the fixed set in eval_sets/postgresql_sql_purpose.jsonl.
 one JSON line with the figures.
 """
 
-import argparse
 import hashlib
 import json
-import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-
 import pyarrow as pa
-from retrieval_quality import EVAL_SET, postgresql_docs
-from rich.console import Console
-from rich.table import Table
+from harness import EVAL_SET, arguments, console, finish, ingest, postgresql_docs, table
 
-from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.domain.documents import add_sources
-from rag_core.adapters.llm import LocalLLMServer, assemble_local_model
+from rag_core.adapters.llm.server import LocalLLMServer
+from rag_core.adapters.llm.weights import assemble_local_model
 from rag_core.adapters.processes import free_port
+from rag_core.domain.chunk_store import chunk_schema
 from rag_core.domain.schemas import QueryRequest
+from rag_core.domain.stats import percentile
 from rag_core.settings import Settings
 
 
@@ -48,21 +42,22 @@ def build_index(home: Path, docs: Path, target_chunks: int) -> Settings:
     if index.stats().chunks >= target_chunks:
         index.optimize()
         return settings
-    if index.table() is None:
-        pages = sorted(docs.glob("sql-*.html"))
-        keys = add_sources(services.object_store(settings), pages)
-        ingest_sources(settings, local_instance(settings), keys)
-    table = index.table()
-    original = table.search().where("NOT contains(source_uri, '#copy')").limit(None).to_arrow()
-    original = original.drop_columns([c for c in original.column_names if c.startswith("_")])
-    copy = table.count_rows() // original.num_rows
-    while table.count_rows() < target_chunks:
-        rows = original.to_pylist()
-        for row in rows:
-            row["chunk_id"] = _copy_id(row["chunk_id"], copy)
-            row["doc_id"] = _copy_id(row["doc_id"], copy)
-            row["source_uri"] = f"{row['source_uri']}#copy{copy}"
-        table.add(pa.Table.from_pylist(rows, schema=table.schema))
+    if index.table_version() == 0:
+        ingest(settings, sorted(docs.glob("sql-*.html")))
+    original = [row for row in index.rows() if "#copy" not in row["source_uri"]]
+    schema = chunk_schema(len(original[0]["vector"]))
+    copy = index.row_count() // len(original)
+    while index.row_count() < target_chunks:
+        rows = [
+            {
+                **row,
+                "chunk_id": _copy_id(row["chunk_id"], copy),
+                "doc_id": _copy_id(row["doc_id"], copy),
+                "source_uri": f"{row['source_uri']}#copy{copy}",
+            }
+            for row in original
+        ]
+        index.upsert(pa.Table.from_pylist(rows, schema=schema))
         copy += 1
     index.optimize()  # what the index asset does after each write
     return settings
@@ -78,21 +73,17 @@ def timed(calls: list[Callable[[], object]]) -> list[float]:
 
 
 def summary(durations: list[float]) -> dict[str, float]:
-    ordered = sorted(durations)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {
-        "n": len(ordered),
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
+        "n": len(durations),
+        "p50_ms": round(percentile(durations, 0.5), 2),
+        "p95_ms": round(percentile(durations, 0.95), 2),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10k chunks, 40 queries")
+    parser = arguments(__doc__, quick="10k chunks, 40 queries", cache=True)
     parser.add_argument("--chunks", type=int, help="index size (default 50,000)")
     parser.add_argument("--llm", action="store_true", help="also time answers by the local model")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "rag-bench")
     args = parser.parse_args()
     target = args.chunks or (10_000 if args.quick else 50_000)
 
@@ -117,23 +108,20 @@ def main() -> None:
     if args.llm:
         results.update(time_local_model(settings, queries[:10]))
 
-    table = Table(
-        title=f"query latency over {services.chunk_index(settings).stats().chunks:,} chunks"
-    )
-    for column in ("path", "queries", "p50 ms", "p95 ms"):
-        table.add_column(column, justify="right" if column != "path" else "left")
-    for path, figures in results.items():
-        table.add_row(
-            path, str(figures["n"]), f"{figures['p50_ms']:.1f}", f"{figures['p95_ms']:.1f}"
+    console.print(
+        table(
+            f"query latency over {services.chunk_index(settings).stats().chunks:,} chunks",
+            ("path", "queries", "p50 ms", "p95 ms"),
+            [
+                (path, str(figures["n"]), f"{figures['p50_ms']:.1f}", f"{figures['p95_ms']:.1f}")
+                for path, figures in results.items()
+            ],
+            left={"path"},
         )
-    Console().print(table)
+    )
     if reranker == "none":
-        Console().print("retrieval + rerank: not measured (no reranker configured)")
-    print(
-        json.dumps(
-            {"benchmark": "query", "quick": args.quick, "chunks": target, "results": results}
-        )
-    )
+        console.print("retrieval + rerank: not measured (no reranker configured)")
+    finish("query", args.quick, {"chunks": target, "results": results})
 
 
 def time_local_model(settings: Settings, queries: list[str]) -> dict[str, dict[str, float]]:

@@ -12,44 +12,30 @@ set is written to eval_sets/postgresql_sql_purpose.jsonl.
 Prints a table, then one JSON line with the figures.
 """
 
-import argparse
 import html
 import json
 import math
-import os
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+from harness import (
+    EVAL_SET,
+    arguments,
+    console,
+    finish,
+    ingest,
+    postgresql_docs,
+    table,
+    temp_settings,
+)
 
-from rich.console import Console
-from rich.table import Table
-
-from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.domain.documents import add_sources
 from rag_core.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-EVAL_SET = ROOT / "eval_sets" / "postgresql_sql_purpose.jsonl"
 PURPOSE = re.compile(r'class="refnamediv">.*?<p>(.*?)</p>', re.S)
 NAME_BLOCK = re.compile(r'<div class="refnamediv">.*?</div>', re.S)
 MODES = ["vector", "keyword", "hybrid"]
 DEPTH = 10
-
-
-def postgresql_docs(cache: Path) -> Path:
-    """The HTML folder of Debian's postgresql-doc-15, fetched once with apt-get download."""
-    folder = cache / "usr/share/doc/postgresql-doc-15/html"
-    if not folder.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "postgresql-doc-15"], cwd=cache, check=True)
-        [deb] = cache.glob("postgresql-doc-15_*.deb")
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(cache)], check=True)
-    return folder
 
 
 def labeled_set(pages: list[Path]) -> list[dict[str, str]]:
@@ -92,10 +78,8 @@ def evaluate(settings: Settings, queries: list[dict[str, str]], mode: str) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="40 pages, about a minute")
+    parser = arguments(__doc__, quick="40 pages, about a minute", cache=True)
     parser.add_argument("--docs", type=Path, help="postgresql-doc-15 html folder")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "rag-bench")
     args = parser.parse_args()
 
     folder = args.docs or postgresql_docs(args.cache / "postgresql-doc-15")
@@ -106,32 +90,32 @@ def main() -> None:
         "".join(json.dumps(q) + "\n" for q in labeled_set(sorted(folder.glob("sql-*.html"))))
     )
 
-    with tempfile.TemporaryDirectory(prefix="bench-quality-") as home:
-        settings = Settings(home=Path(home))
-        corpus = without_purpose_lines(pages, Path(home) / "pages")
-        keys = add_sources(services.object_store(settings), corpus)
-        ingest_sources(settings, local_instance(settings), keys)
+    with temp_settings("quality") as settings:
+        ingest(settings, without_purpose_lines(pages, settings.home / "pages"))
         chunks = services.chunk_index(settings).stats().chunks
         results = {mode: evaluate(settings, queries, mode) for mode in MODES}
         reranker = services.retriever(settings).reranker.name
         if reranker != "none":
             results[f"hybrid+{reranker}"] = evaluate(settings, queries, "hybrid")
 
-    table = Table(
-        title=f"retrieval quality: {len(queries)} queries over {len(pages)} pages, {chunks} chunks"
-    )
-    table.add_column("mode")
-    for metric in ("recall@1", "recall@5", "mrr", "ndcg@10"):
-        table.add_column(metric, justify="right")
-    for mode, figures in results.items():
-        table.add_row(mode, *(f"{value:.3f}" for value in figures.values()))
-    Console().print(table)
-    if reranker == "none":
-        Console().print(
-            "hybrid+rerank: not measured (no reranker configured; none installable here)"
+    console.print(
+        table(
+            f"retrieval quality: {len(queries)} queries over {len(pages)} pages, {chunks} chunks",
+            ("mode", "recall@1", "recall@5", "mrr", "ndcg@10"),
+            [
+                (mode, *(f"{value:.3f}" for value in figures.values()))
+                for mode, figures in results.items()
+            ],
+            left={"mode"},
         )
-    figures = {"queries": len(queries), "chunks": chunks, "results": results}
-    print(json.dumps({"benchmark": "retrieval_quality", "quick": args.quick, **figures}))
+    )
+    if reranker == "none":
+        console.print("hybrid+rerank: not measured (no reranker configured; none installable here)")
+    finish(
+        "retrieval_quality",
+        args.quick,
+        {"queries": len(queries), "chunks": chunks, "results": results},
+    )
 
 
 if __name__ == "__main__":

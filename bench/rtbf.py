@@ -9,9 +9,9 @@ The erased documents are real pages, with their source, manifests, artifacts and
 partitions, not the id-only copies. Before timing, the response cache is filled with answers
 built from those pages, so that erasure has cached answers to forget.
 
-Each request erases one document by id, through the executor every entry point shares
-(`rag_assets.erasure.execute`), and is timed from `submit` to the returned completed request,
-verification and audit record included. Baseline in the same run, just before each request:
+Each request erases one document by id, through the in-process executor
+(`rag_assets.orchestration.execute`), and is timed from `submit` to the returned completed
+request, verification and audit record included. Baseline in the same run, just before each request:
 `ChunkIndex.purge_history` with nothing deleted (compaction, index upkeep, version cleanup).
 
     python bench/rtbf.py [--quick] [--requests N] [--chunks N]
@@ -19,13 +19,9 @@ verification and audit record included. Baseline in the same run, just before ea
 Prints a table, then one JSON line with the figures.
 """
 
-import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,27 +29,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-
+from harness import EVAL_SET, arguments, console, finish, postgresql_docs, spread, table, temp_dir
 from lancedb.table import LanceTable
 from query import build_index
-from retrieval_quality import EVAL_SET, postgresql_docs
-from rich.console import Console
-from rich.table import Table
 
 import rag_assets.erasure as erasure_job
 from rag_assets.ingest import local_instance
-from rag_core.adapters import audit
-from rag_core.flows import erasure
+from rag_assets.orchestration import execute
 from rag_core import services
-from rag_core.flows.erasure import ErasureRequest, ErasureScope
-from rag_core.adapters.index import ChunkIndex, sql_in
+from rag_core.adapters import audit
+from rag_core.adapters.catalog import known_versions
+from rag_core.adapters.index import ChunkIndex
+from rag_core.domain.chunk_store import DocumentSelector
 from rag_core.domain.schemas import QueryRequest, SearchFilters
+from rag_core.domain.stats import percentile
+from rag_core.flows import erasure
+from rag_core.flows.erasure import ErasureRequest, ErasureScope
 from rag_core.settings import Settings
 
 TARGET_P95_S = 30.0
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
 # Steps timed inside a request, by wrapping the functions the executor calls; nested ones
 # (delete and purge run inside the index stage) are subtracted from their parent below.
 STEPS: list[tuple[Any, str, str]] = [
@@ -69,11 +63,6 @@ STEPS: list[tuple[Any, str, str]] = [
     (erasure, "verify", "verify"),
     (audit, "append", "audit record"),
 ]
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 @contextmanager
@@ -141,17 +130,15 @@ def working_copy(cached: Path, workdir: Path) -> Settings:
 def real_documents(settings: Settings, count: int) -> list[dict[str, str]]:
     """`count` ingested pages (not copies), spread over the fixed query set: doc_id, page and
     the page's purpose line as a question."""
-    table = services.chunk_index(settings).table()
-    assert table is not None
-    rows = table.search().where("NOT contains(source_uri, '#copy')").select(
-        ["doc_id", "source_uri"]
-    ).limit(None).to_arrow().to_pylist()  # fmt: skip
-    by_page = {row["source_uri"].rsplit("/", 1)[1]: row["doc_id"] for row in rows}
+    rows = services.chunk_index(settings).rows(columns=["doc_id", "source_uri"])
+    by_page = {
+        row["source_uri"].rsplit("/", 1)[1]: row["doc_id"]
+        for row in rows
+        if "#copy" not in row["source_uri"]
+    }
     store = services.object_store(settings)
     items = [json.loads(line) for line in EVAL_SET.read_text().splitlines()]
-    items = [
-        i for i in items if i["gold"] in by_page and store.list(f"manifests/{by_page[i['gold']]}")
-    ]
+    items = [i for i in items if i["gold"] in by_page and known_versions(store, by_page[i["gold"]])]
     picked = [items[n * len(items) // count] for n in range(count)]
     return [
         {"doc_id": by_page[i["gold"]], "page": i["gold"], "question": i["query"]} for i in picked
@@ -174,7 +161,7 @@ def erase(settings: Settings, instance: Any, doc_id: str) -> ErasureRequest:
     """One request, as `ragctl forget`, the REST API and the rtbf job carry it out."""
     scope = ErasureScope(doc_ids=[doc_id])
     request = erasure.submit(services.object_store(settings), scope, "bench@example.com")
-    return erasure_job.execute(settings, instance, request.request_id)
+    return execute(settings, instance, request.request_id)
 
 
 def check(settings: Settings, request: ErasureRequest, doc_id: str) -> None:
@@ -185,18 +172,16 @@ def check(settings: Settings, request: ErasureRequest, doc_id: str) -> None:
     assert request.erased.get("index_rows", 0) >= 1, request.erased
     assert request.erased.get("objects:manifests", 0) >= 1, request.erased
     assert request.erased.get("cached_answers", 0) >= 1, request.erased
-    assert not index.documents_where(sql_in("doc_id", [doc_id]))
+    assert not index.documents_matching(DocumentSelector(doc_ids=(doc_id,)))
     assert not index.versions_holding([doc_id])
 
 
 def run(cached: Path, workdir: Path, count: int) -> dict[str, Any]:
     settings = working_copy(cached, workdir)
     instance = local_instance(settings)
-    index = services.chunk_index(settings)
-    table = index.table()
-    assert table is not None
-    chunks_before = table.count_rows()
-    history_versions = len(table.list_versions())
+    index = ChunkIndex(settings)  # the backend measured, storage report included
+    chunks_before = index.row_count()
+    history_versions = len(index.storage().versions)
     documents = real_documents(settings, count)
     warmed = warm_cache(settings, documents)
 
@@ -218,15 +203,12 @@ def run(cached: Path, workdir: Path, count: int) -> dict[str, Any]:
         check(settings, request, document["doc_id"])
         requests.append(request)
         steps.append(breakdown(seconds, totals[-1]))
-    table = index.table()
-    assert table is not None
+    after = index.storage()
     return {
         "chunks": chunks_before,
-        "chunks_after": table.count_rows(),
-        "fragments_after": len(table.to_lance().get_fragments()),
-        "unindexed_after": {
-            i.name: int(table.index_stats(i.name).num_unindexed_rows) for i in table.list_indices()
-        },
+        "chunks_after": index.row_count(),
+        "fragments_after": after.fragments,
+        "unindexed_after": after.unindexed_rows,
         "history_versions": history_versions,
         "first_purge_s": first_purge_s,
         "warmed_answers": warmed,
@@ -243,46 +225,46 @@ def run(cached: Path, workdir: Path, count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10k chunks, 3 requests")
+    parser = arguments(__doc__, quick="10k chunks, 3 requests", cache=True)
     parser.add_argument("--requests", type=int, help="erasure requests (default 10, quick 3)")
     parser.add_argument("--chunks", type=int, help="index size (default 50,000, quick 10,000)")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "rag-bench")
     args = parser.parse_args()
     target = args.chunks or (10_000 if args.quick else 50_000)
     count = args.requests or (3 if args.quick else 10)
 
     docs = postgresql_docs(args.cache / "postgresql-doc-15")
     cached = build_index(args.cache / f"query-index-{target}", docs, target).home
-    with tempfile.TemporaryDirectory(prefix="bench-rtbf-") as workdir:
-        result = run(cached, Path(workdir), count)
+    with temp_dir("rtbf") as workdir:
+        result = run(cached, workdir, count)
 
     totals: list[float] = result["totals"]
     baselines: list[float] = result["baselines"]
     chunks_erased: list[int] = result["chunks_erased"]
     title = f"erasure, request → verified, seconds, over {result['chunks']:,} chunks"
-    table = Table(title=f"{title} ({'quick' if args.quick else 'full'})")
-    for column in ("path", "n", "p50", "p95", "max", "documents", "chunks erased"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    for path, values, erased in (
-        ("request, 1 document", totals, str(sum(chunks_erased))),
-        ("baseline: empty purge", baselines, "0"),
-    ):
-        table.add_row(path, str(len(values)), f"{percentile(values, 0.5):.2f}",
-                      f"{percentile(values, 0.95):.2f}", f"{max(values):.2f}",
-                      str(len(values) if erased != "0" else 0), erased)  # fmt: skip
-    console = Console()
-    console.print(table)
+    rows = [
+        ("request, 1 document", *spread(totals, 2), str(len(totals)), str(sum(chunks_erased))),
+        ("baseline: empty purge", *spread(baselines, 2), "0", "0"),
+    ]
+    console.print(
+        table(
+            f"{title} ({'quick' if args.quick else 'full'})",
+            ("path", "n", "p50", "p95", "max", "documents", "chunks erased"),
+            rows,
+            left={"path"},
+        )
+    )
 
     steps: list[dict[str, float]] = result["steps"]
     means = {name: statistics.mean(s[name] for s in steps) for name in steps[0]}
     mean_total = statistics.mean(totals)
-    where = Table(title="where a request's time goes (mean seconds)")
-    for column in ("step", "s", "share"):
-        where.add_column(column, justify="left" if column == "step" else "right")
-    for name, value in means.items():
-        where.add_row(name, f"{value:.3f}", f"{value / mean_total:.0%}")
-    console.print(where)
+    console.print(
+        table(
+            "where a request's time goes (mean seconds)",
+            ("step", "s", "share"),
+            [(name, f"{value:.3f}", f"{value / mean_total:.0%}") for name, value in means.items()],
+            left={"step"},
+        )
+    )
     ratios = [t / b for t, b in zip(totals, baselines, strict=True)]
     console.print(
         f"request / baseline purge (same run, paired): median {statistics.median(ratios):.1f}x; "
@@ -297,27 +279,24 @@ def main() -> None:
         f"chunks in {result['fragments_after']} fragment(s), rows outside each index: "
         f"{result['unindexed_after']}"
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": "rtbf",
-                "quick": args.quick,
-                "p50_s": round(percentile(totals, 0.5), 3),
-                "p95_s": round(percentile(totals, 0.95), 3),
-                "max_s": round(max(totals), 3),
-                "chunks": result["chunks"],
-                "requests": len(totals),
-                "documents_erased": len(totals),
-                "chunks_erased": sum(chunks_erased),
-                "cached_answers_forgotten": sum(result["answers_forgotten"]),
-                "baseline_purge_p50_s": round(percentile(baselines, 0.5), 3),
-                "request_over_baseline_median": round(statistics.median(ratios), 2),
-                "first_purge_s": round(result["first_purge_s"], 3),
-                "step_means_s": {name: round(value, 3) for name, value in means.items()},
-                "target_p95_s": TARGET_P95_S,
-                "machine": MACHINE,
-            }
-        )
+    finish(
+        "rtbf",
+        args.quick,
+        {
+            "p50_s": round(percentile(totals, 0.5), 3),
+            "p95_s": round(percentile(totals, 0.95), 3),
+            "max_s": round(max(totals), 3),
+            "chunks": result["chunks"],
+            "requests": len(totals),
+            "documents_erased": len(totals),
+            "chunks_erased": sum(chunks_erased),
+            "cached_answers_forgotten": sum(result["answers_forgotten"]),
+            "baseline_purge_p50_s": round(percentile(baselines, 0.5), 3),
+            "request_over_baseline_median": round(statistics.median(ratios), 2),
+            "first_purge_s": round(result["first_purge_s"], 3),
+            "step_means_s": {name: round(value, 3) for name, value in means.items()},
+            "target_p95_s": TARGET_P95_S,
+        },
     )
 
 

@@ -1,19 +1,54 @@
-"""The code location: every domain's definitions merged, with the environment's resources."""
+"""The code location: every domain's definitions merged, with the environment's resources.
+
+Built once. A job run in process (`run_in_process`) gets the caller's settings as its `rag`
+resource instead of the environment's.
+"""
+
+from functools import cache
+from typing import Any
 
 import dagster as dg
 
 from rag_assets import documents, erasure, events, warehouse
 from rag_assets.resources import RagResource
+from rag_core.domain.layout import Stage
+from rag_core.settings import Settings
 
 
 def build_defs(rag: RagResource) -> dg.Definitions:
-    return dg.Definitions.merge(
+    """The code location on `rag`. The erasure asset gets its lineage from the location's own
+    assets, read when a run first needs it: by then every asset is in."""
+
+    def lineage(_: dg.InitResourceContext) -> tuple[Stage, ...]:
+        return erasure.lineage_stages(location.resolve_all_asset_specs())
+
+    location = dg.Definitions.merge(
         documents.defs,
         erasure.defs,
         events.defs,
-        warehouse.defs,
-        dg.Definitions(resources={"rag": rag}),
+        warehouse.warehouse_defs(rag.settings()),
+        dg.Definitions(
+            resources={
+                "rag": rag,
+                erasure.LINEAGE: dg.ResourceDefinition(lineage),
+            }
+        ),
     )
+    return location
 
 
-defs = build_defs(RagResource())
+@dg.definitions
+@cache
+def defs() -> dg.Definitions:
+    """The code location on the environment's settings, built when Dagster first loads it,
+    not on import: the warehouse's dbt manifest may need parsing first."""
+    return build_defs(RagResource.from_environment())
+
+
+def run_in_process(
+    job_name: str, settings: Settings, instance: dg.DagsterInstance, **options: Any
+) -> dg.ExecuteInProcessResult:
+    """Execute one of the location's jobs in this process, on the caller's settings."""
+    job = defs().resolve_job_def(job_name)
+    resources = {"rag": RagResource.for_settings(settings)}
+    return job.execute_in_process(instance=instance, resources=resources, **options)

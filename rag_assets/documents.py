@@ -12,17 +12,20 @@ from typing import Any
 import dagster as dg
 
 from rag_assets.resources import RagResource
+from rag_core.adapters.catalog import capture_raw, read_manifest
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.chunk_store import ChunkStore, LiveVersions
+from rag_core.domain.documents import DocumentVersion
+from rag_core.domain.ids import partition_key, split_partition_key
+from rag_core.domain.layout import Stage
 from rag_core.flows import pipeline
 from rag_core.flows.changes import record_announced_freshness
-from rag_core.domain.documents import DocumentVersion, capture_raw, read_manifest
-from rag_core.domain.ids import partition_key, split_partition_key
-from rag_core.adapters.index import ChunkIndex, LiveVersions
-from rag_core.adapters.objectstore import ObjectStore
+from rag_core.flows.orchestration import INDEXING_JOB, VERSION_PARTITIONS
 
 # The single-run backfill policy is marked beta; it is the point of this design, so say it once.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
 
-PARTITIONS_NAME = "document_versions"
+PARTITIONS_NAME = VERSION_PARTITIONS
 document_versions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 
 _PARTITIONED: dict[str, Any] = {
@@ -174,17 +177,15 @@ def index(context: dg.AssetExecutionContext, rag: RagResource) -> dg.Materialize
 
 def _index_checks(
     context: dg.AssetExecutionContext,
-    chunk_index: ChunkIndex,
+    chunk_index: ChunkStore,
     chunk_counts: dict[tuple[str, str], int],
     dimension: int,
     live: LiveVersions,
 ) -> list[dg.AssetCheckResult]:
-    table = chunk_index.table()
-    if table is None:  # nothing indexed yet: every version of the run had no chunks
-        table_dimension, empty = dimension, 0
-    else:
-        table_dimension = table.schema.field("vector").type.list_size
-        empty = table.count_rows("char_length(trim(text)) = 0")
+    stored_dimension = chunk_index.vector_dimension()
+    # None: nothing indexed yet, every version of the run had no chunks
+    table_dimension = dimension if stored_dimension is None else stored_dimension
+    empty = chunk_index.blank_chunks()
     live_partitions = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     orphaned = [pair for pair in live if partition_key(*pair) not in live_partitions]
     mismatched = [
@@ -213,12 +214,20 @@ def _index_checks(
 
 
 ingest_documents = dg.define_asset_job(
-    "ingest_documents",
+    INDEXING_JOB,
     selection=dg.AssetSelection.groups("documents"),
     partitions_def=document_versions,
 )
 
 
 document_assets = [raw_document, parsed_document, chunks, embeddings, index]
+# The pipeline stage each asset materializes: erasure walks the lineage by these.
+ASSET_STAGES = {
+    raw_document.key: Stage.RAW,
+    parsed_document.key: Stage.PARSED,
+    chunks.key: Stage.CHUNKS,
+    embeddings.key: Stage.EMBEDDINGS,
+    index.key: Stage.INDEX,
+}
 
 defs = dg.Definitions(assets=document_assets, jobs=[ingest_documents])

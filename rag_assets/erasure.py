@@ -1,31 +1,37 @@
 """Right to be forgotten in Dagster: the `rtbf` job (launchable from the UI with a config form)
 materializes `erasure_request`, which erases one request along the lineage, and its blocking
 asset check `absence_verified` proves the absence; the request completes only when that
-check passes. Every entry point (`ragctl forget`, the REST API) runs this job.
+check passes. Every entry point (`ragctl forget`, the REST API) runs this job, through the
+orchestration port (in process, or submitted to a running Dagster).
 
-The asset walks the asset graph downstream from `raw_document` and erases at every asset it
-finds, serving end first; an asset without an eraser fails the run before anything is
+The asset walks the code location's asset graph downstream from `raw_document` (its lineage,
+which the code location provides as the `erasure_lineage` resource) and erases at every asset
+it finds, serving end first; an asset without an eraser fails the run before anything is
 erased, so a new pipeline stage cannot silently keep erased data.
 
 The check receives the asset's value from memory (the job runs in one process): the phrases
 searched for were read from the erased documents, and must never reach Dagster's storage.
 """
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from rag_assets.documents import PARTITIONS_NAME, raw_document
+from rag_assets.documents import ASSET_STAGES, PARTITIONS_NAME, raw_document
 from rag_assets.resources import RagResource
-from rag_core.flows import erasure
 from rag_core import services
 from rag_core.adapters.cache import build_response_cache
-from rag_core.flows.erasure import ErasureRequest, ErasureScope, ErasureTarget
-from rag_core.settings import Settings
+from rag_core.domain.layout import Stage
+from rag_core.flows import erasure
+from rag_core.flows.erasure import ErasureScope, ErasureTarget
+from rag_core.flows.orchestration import ERASURE_ASSET, ERASURE_JOB
 
 ERASURE_MEMORY = "erasure_memory"
+LINEAGE = "erasure_lineage"  # the stages to erase, serving end first (definitions.py)
 
 
 @dataclass(frozen=True)
@@ -47,26 +53,13 @@ def partitions_left(instance: dg.DagsterInstance, target: ErasureTarget) -> bool
     return bool(set(target.partitions) & set(instance.get_dynamic_partitions(PARTITIONS_NAME)))
 
 
-def execute(settings: Settings, instance: dg.DagsterInstance, request_id: str) -> ErasureRequest:
-    """Run (or resume) a submitted request through the `rtbf` job; raises what failed it."""
-    from rag_assets.definitions import build_defs  # the code location this job belongs to
-
-    job = build_defs(RagResource.for_settings(settings)).resolve_job_def("rtbf")
-    config = {"ops": {"erasure_request": {"config": {"resume_request_id": request_id}}}}
-    store = services.object_store(settings)
-    try:
-        job.execute_in_process(run_config=config, instance=instance)
-    except dg.DagsterError as failed_check:
-        request = erasure.load(store, request_id)
-        raise RuntimeError(request.error if request else str(failed_check)) from failed_check
-    request = erasure.load(store, request_id)
-    assert request is not None
-    return request
-
-
-def lineage_stages(graph: Any) -> tuple[str, ...]:
-    """Assets downstream of raw_document (itself included) in Dagster's asset graph,
-    serving end first."""
+def lineage_stages(specs: Iterable[dg.AssetSpec]) -> tuple[Stage, ...]:
+    """The stages of the assets downstream of raw_document (itself included) among a code
+    location's assets, serving end first."""
+    children: dict[dg.AssetKey, list[dg.AssetKey]] = defaultdict(list)
+    for spec in specs:
+        for dep in spec.deps:
+            children[dep.asset_key].append(spec.key)
     order: list[dg.AssetKey] = []
     frontier = [raw_document.key]
     while frontier:
@@ -74,12 +67,11 @@ def lineage_stages(graph: Any) -> tuple[str, ...]:
         if key in order:
             continue
         order.append(key)
-        frontier += sorted(graph.get(key).child_keys)
-    names = [key.to_user_string() for key in order]
-    missing = [name for name in names if name not in erasure.STAGE_ARTIFACTS]
+        frontier += sorted(children[key])
+    missing = [key.to_user_string() for key in order if key not in ASSET_STAGES]
     if missing:
         raise RuntimeError(f"no eraser for downstream assets: {', '.join(missing)}")
-    return tuple(reversed(names))
+    return tuple(ASSET_STAGES[key] for key in reversed(order))
 
 
 class ErasureConfig(dg.Config):
@@ -91,9 +83,12 @@ class ErasureConfig(dg.Config):
     resume_request_id: str | None = None
 
 
-@dg.asset(io_manager_key=ERASURE_MEMORY, group_name="governance")
+@dg.asset(name=ERASURE_ASSET, io_manager_key=ERASURE_MEMORY, group_name="governance")
 def erasure_request(
-    context: dg.AssetExecutionContext, config: ErasureConfig, rag: RagResource
+    context: dg.AssetExecutionContext,
+    config: ErasureConfig,
+    rag: RagResource,
+    erasure_lineage: dg.ResourceParam[tuple[Stage, ...]],
 ) -> dg.Output[ErasedRequest]:
     """One right-to-be-forgotten request, erased along the lineage (new, or resumed by id).
     Its metadata holds the request id and counts, never what was erased."""
@@ -109,15 +104,13 @@ def erasure_request(
             untag_versions=config.untag_versions,
         ).request_id
     )
-    from rag_assets.definitions import build_defs  # the code location this job belongs to
-
     request, phrases = erasure.erase(
         settings,
         store,
         services.chunk_index(settings),
         build_response_cache(settings),
         request_id,
-        stage_order=lineage_stages(build_defs(rag).resolve_asset_graph()),
+        stage_order=erasure_lineage,
         on_erased=lambda target: forget_partitions(context.instance, target),
     )
     metadata: dict[str, Any] = {
@@ -155,7 +148,7 @@ def absence_verified(
 
 
 rtbf = dg.define_asset_job(
-    "rtbf",
+    ERASURE_JOB,
     selection=dg.AssetSelection.assets(erasure_request),
     executor_def=dg.in_process_executor,
     description="Right to be forgotten: erase one request, verify by asset check, audit.",

@@ -13,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
 from rag_assets.documents import PARTITIONS_NAME, document_versions, index, ingest_documents
 from rag_assets.resources import RagResource
+from rag_core.adapters.kafka import Position, consumer_config, ensure_topics
+from rag_core.domain.documents import DocumentVersion
+from rag_core.domain.events import topics
+from rag_core.domain.ids import digest, doc_id_for, partition_key
+from rag_core.domain.stats import percentile
 from rag_core.flows.changes import (
     ChangePlan,
     note_announcements,
@@ -28,13 +28,15 @@ from rag_core.flows.changes import (
     read_batch,
     recent_freshness,
 )
-from rag_core.domain.documents import DocumentVersion
-from rag_core.domain.events import topics
-from rag_core.domain.ids import digest, doc_id_for, partition_key
-from rag_core.adapters.kafka import Position, consumer_config, ensure_topics
+from rag_core.flows.orchestration import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+    partition_range_tags,
+)
 from rag_core.flows.pipeline import retire_documents as retire
-from rag_core.settings import Settings, get_settings
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings, get_settings
 
 SENSOR_BATCH = 1000  # events read per tick at most; the rest wait for the next tick
 SENSOR_GROUP = "rag-dagster-sensor"  # never commits: the cursor holds the offsets
@@ -147,10 +149,7 @@ def _index_request(new: list[DocumentVersion], latest: Mapping[str, Position]) -
     return dg.RunRequest(
         job_name=ingest_documents.name,
         run_key=f"index:{digest(*causes, length=32)}",
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: new[0].partition_key,
-            ASSET_PARTITION_RANGE_END_TAG: new[-1].partition_key,
-        },
+        tags=partition_range_tags([m.partition_key for m in new]),
     )
 
 
@@ -165,6 +164,7 @@ def _retire_request(source_keys: list[str], latest: Mapping[str, Position]) -> d
     )
 
 
+# Runs that are queued or going: what the sensors and schedules wait for.
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -182,10 +182,10 @@ def in_flight_partitions(instance: dg.DagsterInstance, partitions: Sequence[str]
     )
     covered: set[str] = set()
     for tags in (record.dagster_run.tags for record in runs):
-        if PARTITION_NAME_TAG in tags:
-            covered.add(tags[PARTITION_NAME_TAG])
-        start = order.get(tags.get(ASSET_PARTITION_RANGE_START_TAG, ""))
-        end = order.get(tags.get(ASSET_PARTITION_RANGE_END_TAG, ""))
+        if PARTITION_TAG in tags:
+            covered.add(tags[PARTITION_TAG])
+        start = order.get(tags.get(PARTITION_RANGE_START_TAG, ""))
+        end = order.get(tags.get(PARTITION_RANGE_END_TAG, ""))
         if start is not None and end is not None:
             covered.update(partitions[start : end + 1])
     return covered
@@ -259,7 +259,7 @@ def freshness_result(sla_seconds: float, lags: list[float]) -> dg.AssetCheckResu
         metadata={
             "versions": len(ordered),
             "late_versions": late,
-            "p95_seconds": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+            "p95_seconds": round(percentile(ordered, 0.95), 3),
             "max_seconds": round(ordered[-1], 3),
             "sla_seconds": sla_seconds,
         },

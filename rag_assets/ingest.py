@@ -1,4 +1,4 @@
-"""Bulk ingestion in one Dagster run: what `ragctl ingest` and benchmarks call.
+"""Bulk ingestion in one Dagster run: what the in-process orchestrator and benchmarks call.
 
 New versions become partitions, then a single run materializes them all, recorded in the
 same instance the Dagster UI reads, so the runs show there like any other.
@@ -7,19 +7,17 @@ same instance the Dagster UI reads, so the runs show there like any other.
 from collections.abc import Sequence
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
-from dagster._utils.error import SerializableErrorInfo
 
-from rag_assets.definitions import build_defs
-from rag_assets.documents import PARTITIONS_NAME, ingest_documents
-from rag_assets.resources import RagResource
-from rag_core.adapters import warehouse
-from rag_core.domain.documents import discover
-from rag_core.flows.pipeline import retire_documents
-from rag_core.services import chunk_index, object_store
+from rag_assets.definitions import run_in_process
+from rag_assets.documents import PARTITIONS_NAME
+from rag_core.adapters.catalog import discover
+from rag_core.flows.orchestration import (
+    INDEXING_JOB,
+    RunFailed,
+    partition_range_tags,
+    sources_as_they_are,
+)
+from rag_core.services import object_store
 from rag_core.settings import Settings
 
 DEFAULT_INSTANCE_CONFIG = """\
@@ -47,13 +45,19 @@ def register_versions(instance: dg.DagsterInstance, keys: Sequence[str]) -> list
     return new_keys
 
 
-def _root_cause(error: SerializableErrorInfo) -> str:
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
+def _step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The root error of each failed step, which says more than the errors wrapping it."""
+    errors = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            errors.append(f"{event.step_key}: {error.message.strip()}")
+    return errors
 
 
-class IndexingRunFailed(RuntimeError):
+class IndexingRunFailed(RunFailed):
     """The indexing run failed; the message carries the failed steps' errors."""
 
 
@@ -64,21 +68,18 @@ def materialize_versions(
     (as freshly registered keys are)."""
     if not keys:
         return
-    job = build_defs(RagResource.for_settings(settings)).resolve_job_def(ingest_documents.name)
-    result = job.execute_in_process(
-        instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    result = run_in_process(
+        INDEXING_JOB,
+        settings,
+        instance,
+        tags=partition_range_tags(keys),
         raise_on_error=False,
         # Events go to the instance either way; keep the console for the caller's own output.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     if not result.success:
-        errors = [
-            f"{event.step_key}: {_root_cause(event.step_failure_data.error)}"
-            for event in result.get_step_failure_events()
-            if event.step_failure_data.error
-        ]
-        raise IndexingRunFailed(f"indexing run {result.run_id} failed: " + "; ".join(errors))
+        errors = "; ".join(_step_errors(result))
+        raise IndexingRunFailed(f"indexing run {result.run_id} failed: {errors}")
 
 
 def ingest_sources(
@@ -93,18 +94,10 @@ def ingest_sources(
 
 
 def backfill_index(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
-    """Rebuild the index from the sources as they are now: render the warehouse's rows into
-    documents, retire documents whose source is gone, and run every current version through
-    every asset in one run (artifacts are rewritten; rows already right stay untouched).
-    Returns the partition keys rebuilt."""
-    store = object_store(settings)
-    if warehouse.configured(settings):
-        warehouse.sync_documents(store, settings)
-    current = discover(store)
-    current_docs = {version.doc_id for version in current}
-    stale = sorted({obj.key.split("/")[1] for obj in store.list("manifests")} - current_docs)
-    retire_documents(store, chunk_index(settings), stale)
-    keys = [version.partition_key for version in current]
+    """Rebuild the index from the sources as they are now: every current version through
+    every asset in one run (artifacts are rewritten; rows already right stay untouched), the
+    partitions of versions no longer current dropped. Returns the partition keys rebuilt."""
+    keys = sources_as_they_are(settings)
     register_versions(instance, keys)
     for key in set(instance.get_dynamic_partitions(PARTITIONS_NAME)) - set(keys):
         instance.delete_dynamic_partition(PARTITIONS_NAME, key)

@@ -1,8 +1,10 @@
 """The warehouse producer in Dagster: dbt builds the document models, then
 `warehouse_row_events` announces the rows they inserted, changed or dropped on Kafka.
 
-The dbt manifest is parsed at load when missing (a fresh clone) or under `dagster dev`, into
-RAG_HOME rather than the repository; `dagster-dbt project prepare-and-package` is not needed.
+The models' assets are made from dbt's manifest, so they are built when the code location
+loads its definitions (`warehouse_defs`), never on import. The manifest is parsed then, into
+RAG_HOME rather than the repository, when missing (a fresh clone) or under `dagster dev`;
+`dagster-dbt project prepare-and-package` is not needed.
 """
 
 from collections.abc import Iterator, Mapping
@@ -18,24 +20,38 @@ from dagster_dbt import (
 )
 from dagster_dbt.dbt_project import using_dagster_dev
 
+from rag_assets.events import ACTIVE_RUN_STATUSES
 from rag_assets.resources import RagResource
-from rag_core.adapters import warehouse
-from rag_core.settings import Settings, get_settings
+from rag_core.adapters.warehouse import rows
+from rag_core.adapters.warehouse.dbt import (
+    PROJECT_DIR,
+    dbt_environment,
+    dbt_executable,
+    dbt_paths,
+    manifest_dir,
+    parse_project,
+)
+from rag_core.settings import Settings
+from rag_core.sources import warehouse as warehouse_source
 
 GROUP = "warehouse"
+
+# Prepared once per process and target: the models are code, which does not change while a
+# process runs (`dagster dev` reloads definitions in a new one).
+_projects: dict[str, DbtProject] = {}
 
 
 def prepared_project(settings: Settings) -> DbtProject:
     """The dbt project, its manifest parsed first if missing or under `dagster dev`."""
-    manifest_target = settings.home / "dbt" / "manifest"
-    project = DbtProject(
-        project_dir=warehouse.DBT_PROJECT_DIR,
-        target_path=manifest_target,
-        target=settings.warehouse_target,
-    )
-    if using_dagster_dev() or not project.manifest_path.exists():
-        warehouse.run_dbt(settings, ["parse"], target_path=manifest_target)
-    return project
+    target = settings.warehouse_target
+    if target not in _projects:
+        project = DbtProject(
+            project_dir=PROJECT_DIR, target_path=manifest_dir(settings), target=target
+        )
+        if using_dagster_dev() or not project.manifest_path.exists():
+            parse_project(settings)
+        _projects[target] = project
+    return _projects[target]
 
 
 class _Translator(DagsterDbtTranslator):
@@ -43,49 +59,50 @@ class _Translator(DagsterDbtTranslator):
         return GROUP
 
 
-dbt_project = prepared_project(get_settings())
-
-
-@dbt_assets(
-    manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=_Translator()
-)
-def warehouse_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, rag: RagResource
-) -> Iterator[Any]:
-    """`dbt build`: staging views, document tables and their tests."""
-    settings = rag.settings()
-    target_path, _ = warehouse.dbt_paths(settings)
-    # dbt starts (and copies the environment) inside cli(), so only that call needs it.
-    with warehouse.dbt_environment(settings):
-        invocation = dbt.cli(["build"], context=context, target_path=target_path)
-    yield from invocation.stream()
-
-
-@dg.asset(
-    deps=[
-        get_asset_key_for_model([warehouse_models], model) for model in warehouse.DOCUMENT_MODELS
-    ],
-    group_name=GROUP,
-    kinds={"kafka"},
-)
-def warehouse_row_events(rag: RagResource) -> dg.MaterializeResult:
-    """Row changes of the document models since the last run, announced on Kafka; recorded
-    in the warehouse only once the broker acknowledged them."""
-    settings = rag.settings()
-    events = warehouse.emit_row_changes(settings, rag.publish_row_changes)
-    upserts = sum(event.op == "upsert" for event in events)
-    return dg.MaterializeResult(
-        metadata={
-            "upserts": upserts,
-            "deletes": len(events) - upserts,
-            "rows": sum(warehouse.row_counts(settings).values()),
-        }
+def _models(project: DbtProject) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=project.manifest_path, project=project, dagster_dbt_translator=_Translator()
     )
+    def warehouse_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, rag: RagResource
+    ) -> Iterator[Any]:
+        """`dbt build`: staging views, document tables and their tests."""
+        settings = rag.settings()
+        target_path, _ = dbt_paths(settings)
+        # dbt starts (and copies the environment) inside cli(), so only that call needs it.
+        with dbt_environment(settings):
+            invocation = dbt.cli(["build"], context=context, target_path=target_path)
+        yield from invocation.stream()
+
+    return warehouse_models
+
+
+def _row_events(models: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        deps=[get_asset_key_for_model([models], model) for model in rows.document_models()],
+        group_name=GROUP,
+        kinds={"kafka"},
+    )
+    def warehouse_row_events(rag: RagResource) -> dg.MaterializeResult:
+        """Row changes of the document models since the last run, announced on Kafka;
+        recorded in the warehouse only once the broker acknowledged them."""
+        settings = rag.settings()
+        events = warehouse_source.announce_changes(settings, rag.publish_row_changes)
+        upserts = sum(event.op == "upsert" for event in events)
+        return dg.MaterializeResult(
+            metadata={
+                "upserts": upserts,
+                "deletes": len(events) - upserts,
+                "rows": sum(rows.row_counts(settings).values()),
+            }
+        )
+
+    return warehouse_row_events
 
 
 sync_warehouse = dg.define_asset_job(
     "sync_warehouse",
-    selection=dg.AssetSelection.assets(warehouse_models, warehouse_row_events),
+    selection=dg.AssetSelection.groups(GROUP),
     description="Rebuild the warehouse's document models and announce their row changes.",
 )
 
@@ -101,11 +118,7 @@ def sync_warehouse_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     active = context.instance.get_run_records(
         dg.RunsFilter(
             job_name=sync_warehouse.name,
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ],
+            statuses=ACTIVE_RUN_STATUSES,
         ),
         limit=1,
     )
@@ -114,11 +127,14 @@ def sync_warehouse_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     return dg.RunRequest()
 
 
-defs = dg.Definitions(
-    assets=[warehouse_models, warehouse_row_events],
-    jobs=[sync_warehouse],
-    schedules=[sync_warehouse_schedule],
-    resources={
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=warehouse.dbt_executable())
-    },
-)
+def warehouse_defs(settings: Settings) -> dg.Definitions:
+    """The producer's definitions, for the code location to load: `settings` say where the
+    manifest goes and which target dbt parses for."""
+    project = prepared_project(settings)
+    models = _models(project)
+    return dg.Definitions(
+        assets=[models, _row_events(models)],
+        jobs=[sync_warehouse],
+        schedules=[sync_warehouse_schedule],
+        resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
+    )

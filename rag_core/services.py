@@ -1,18 +1,21 @@
 """Storage and model handles built from settings, shared by Dagster, the API and the CLI."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from rag_core.adapters.answering import Answerer, ExtractiveAnswerer
+from rag_core.adapters.answering import ExtractiveAnswerer
 from rag_core.adapters.cache import build_response_cache
 from rag_core.adapters.embedding import Embedder, get_embedder
 from rag_core.adapters.index import ChunkIndex
-from rag_core.adapters.llm import LLMAnswerer
+from rag_core.adapters.llm.client import LLMAnswerer
 from rag_core.adapters.objectstore import ObjectStore
+from rag_core.adapters.reranking import build_reranker
+from rag_core.domain.answers import Answerer
+from rag_core.domain.chunk_store import ChunkStore
+from rag_core.domain.schemas import IndexStatus
 from rag_core.flows.pipeline import parse_failures
 from rag_core.flows.querying import QueryService
-from rag_core.adapters.reranking import build_reranker
 from rag_core.flows.retrieval import Retriever
-from rag_core.domain.schemas import IndexStatus
 from rag_core.settings import Settings
 
 
@@ -24,8 +27,12 @@ def object_store(settings: Settings) -> ObjectStore:
     )
 
 
-def chunk_index(settings: Settings) -> ChunkIndex:
-    return ChunkIndex(settings)
+# The chunk store implementations, by `RAG_INDEX_BACKEND`.
+CHUNK_STORES: dict[str, Callable[[Settings], ChunkStore]] = {"lancedb": ChunkIndex}
+
+
+def chunk_index(settings: Settings) -> ChunkStore:
+    return CHUNK_STORES[settings.index_backend](settings)
 
 
 def embedder(settings: Settings) -> Embedder:

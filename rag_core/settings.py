@@ -4,13 +4,20 @@ Everything defaults under `RAG_HOME` so a fresh checkout runs on embedded storag
 location can be pointed elsewhere (object store and index also accept `s3://` URIs).
 """
 
+import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    SettingsConfigDict,
+)
 
 from rag_core.domain.schemas import SearchMode
 from rag_core.secrets import AWS_PREFIX, read_secret_files, resolve_reference
@@ -29,10 +36,22 @@ class Settings(BaseSettings):
         default="", description="Folder or s3:// URI of the object store."
     )
     index_uri: str = Field(default="", description="Folder or s3:// URI of the LanceDB database.")
+    index_backend: Literal["lancedb"] = Field(
+        default="lancedb", description="Chunk store implementation (`rag_core.services`)."
+    )
     warehouse_path: Path = Field(default=Path(), description="DuckDB warehouse file.")
     cache_dir: Path = Field(default=Path(), description="Local caches.")
     dagster_home: Path = Field(
         default=Path(), description="DAGSTER_HOME for the embedded instance."
+    )
+    orchestrator: Literal["in_process", "dagster"] = Field(
+        default="in_process",
+        description="Where the CLI's and the API's runs execute: in their own process, or "
+        "submitted to the Dagster webserver at `dagster_url` (queued in its instance).",
+    )
+    dagster_url: str = Field(
+        default="http://127.0.0.1:3000",
+        description="Dagster webserver the `dagster` orchestrator submits runs to.",
     )
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO).")
     s3_region: str = "us-east-1"
@@ -200,6 +219,9 @@ class Settings(BaseSettings):
         "bypassed, in-process rate limits) before one request tries it again.",
     )
 
+    # The aws-sm:// reference each resolved secret came from, by field: safe to pass on.
+    _secret_references: dict[str, str] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any) -> Any:
@@ -210,8 +232,13 @@ class Settings(BaseSettings):
         for name in SECRET_FIELDS:
             value: SecretStr | None = getattr(self, name)
             if value is not None and value.get_secret_value().startswith(AWS_PREFIX):
+                self._secret_references[name] = value.get_secret_value()
                 setattr(self, name, SecretStr(resolve_reference(value.get_secret_value())))
         return self
+
+    def secret_reference(self, name: str) -> str | None:
+        """The aws-sm:// reference a secret setting was resolved from, if it was."""
+        return self._secret_references.get(name)
 
     @model_validator(mode="after")
     def _derive_locations(self) -> "Settings":
@@ -246,6 +273,38 @@ class Settings(BaseSettings):
 SECRET_FIELDS = [
     name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
 ]
+
+
+def variable(name: str) -> str:
+    """The environment variable a setting is read from."""
+    return f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def spelled(value: Any) -> str | None:
+    """A setting's value as its environment variable spells it: JSON for lists and maps,
+    secrets in clear; None when unset."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value)
+    return None if value is None else str(value)
+
+
+def from_spelled(values: Mapping[str, str | None]) -> Settings:
+    """Settings with these fields, spelled as their variables are (`spelled`) and parsed as
+    the environment's are. Fields left out are read from the environment; given every field,
+    no variable is read (nor merged into a map, as pydantic-settings does with init values),
+    bar the `RAG_<NAME>_FILE` of a secret given as unset."""
+    parser = EnvSettingsSource(Settings)
+    parsed: dict[str, Any] = {
+        name: None
+        if text is None
+        else parser.prepare_field_value(name, Settings.model_fields[name], text, False)
+        for name, text in values.items()
+    }
+    if parsed.keys() >= Settings.model_fields.keys():
+        return Settings(_build_sources=((InitSettingsSource(Settings, parsed),), parsed))
+    return Settings(**parsed)
 
 
 @lru_cache(maxsize=1)

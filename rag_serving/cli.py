@@ -21,20 +21,30 @@ from rich.progress import track
 from rich.table import Table
 from typer.core import TyperGroup
 
-from rag_core.adapters import audit, warehouse
-from rag_core.flows import erasure
 from rag_core import services
-from rag_core.domain.documents import add_sources
-from rag_core.flows.erasure import ErasureScope
-from rag_core.domain.events import topic_schemas
+from rag_core.adapters import audit
+from rag_core.adapters.catalog import add_sources
 from rag_core.adapters.kafka import EventPublisher
-from rag_core.adapters.llm import LocalLLMServer, assemble_local_model
+from rag_core.adapters.llm.server import LocalLLMServer
+from rag_core.adapters.llm.weights import assemble_local_model
 from rag_core.adapters.local_servers import TansuBroker
 from rag_core.adapters.processes import accepts_connections, stop_process_groups
-from rag_core.domain.schemas import MAX_TOP_K, QueryRequest, SearchMode, SearchRequest, SearchResponse
-from rag_core.settings import Settings, get_settings
+from rag_core.adapters.warehouse.dbt import build_models
+from rag_core.domain.events import topic_schemas
+from rag_core.domain.schemas import (
+    MAX_TOP_K,
+    QueryRequest,
+    SearchMode,
+    SearchRequest,
+    SearchResponse,
+)
+from rag_core.flows import erasure
+from rag_core.flows.erasure import ErasureScope
+from rag_core.flows.orchestration import CODE_LOCATION_MODULE, RunFailed, orchestrator_for
 from rag_core.flows.streaming import StreamingIndexer
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings, get_settings
+from rag_core.sources import warehouse, warehouse_sample
 
 console = Console(stderr=True)
 
@@ -74,12 +84,10 @@ TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]
 
 def _index_sources(settings: Settings, source_keys: list[str] | None, activity: str) -> list[str]:
     """Index new versions of the given sources (all when None) in one Dagster run."""
-    from rag_assets.ingest import IndexingRunFailed, ingest_sources, local_instance
-
     with console.status(activity):
         try:
-            return ingest_sources(settings, local_instance(settings), source_keys)
-        except IndexingRunFailed as failure:
+            return orchestrator_for(settings).index_sources(source_keys)
+        except RunFailed as failure:
             console.print(f"[red]{failure}[/red]")
             raise typer.Exit(1) from failure
 
@@ -124,7 +132,7 @@ def _announce_changes(settings: Settings) -> str:
     publisher = EventPublisher(settings)
     documents = sync_object_store(services.object_store(settings), publisher.document_changes)
     rows = (
-        warehouse.emit_row_changes(settings, publisher.row_changes)
+        warehouse.announce_changes(settings, publisher.row_changes)
         if warehouse.configured(settings)
         else []
     )
@@ -139,12 +147,10 @@ def stream(
     ] = 9464,
 ) -> None:
     """Index change events as they arrive (the warm streaming worker), until interrupted."""
-    from rag_assets.ingest import local_instance
-    from rag_assets.streaming import InstanceRecorder
     from rag_core.flows.streaming import serve_probes
 
     settings = get_settings()
-    recorder = InstanceRecorder(local_instance(settings), settings.freshness_sla_seconds)
+    recorder = orchestrator_for(settings).streaming_recorder()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -164,13 +170,10 @@ def stream(
 @app.command()
 def backfill() -> None:
     """Rebuild the index from the object store and the warehouse in one Dagster run."""
-    from rag_assets.ingest import IndexingRunFailed, backfill_index, local_instance
-
-    settings = get_settings()
     with console.status("Rebuilding every current document version"):
         try:
-            keys = backfill_index(settings, local_instance(settings))
-        except IndexingRunFailed as failure:
+            keys = orchestrator_for(get_settings()).backfill()
+        except RunFailed as failure:
             console.print(f"[red]{failure}[/red]")
             raise typer.Exit(1) from failure
     console.print(f"{len(keys)} document versions rebuilt")
@@ -191,9 +194,6 @@ def forget(
 ) -> None:
     """Erase documents (by id, source prefix or data subject) everywhere, verify, audit;
     or, with --readmit, let the content a request erased be indexed again (audited)."""
-    from rag_assets.erasure import execute
-    from rag_assets.ingest import local_instance
-
     settings = get_settings()
     store = services.object_store(settings)
     if readmit is not None:
@@ -211,7 +211,7 @@ def forget(
         resume = erasure.submit(store, scope, requested_by, untag_versions=untag).request_id
     try:
         with console.status("Erasing and verifying"):
-            request = execute(settings, local_instance(settings), resume)
+            request = orchestrator_for(settings).erase(resume)
     except Exception as failure:
         console.print(f"[red]request {resume} failed: {failure}[/red] (resume with --resume)")
         raise typer.Exit(1) from failure
@@ -267,14 +267,14 @@ def audit_trail(
 @warehouse_app.command("load-sample")
 def warehouse_load_sample() -> None:
     """(Re)load the sample support tickets into the warehouse's raw schema."""
-    rows = warehouse.load_sample(get_settings())
-    console.print(f"{rows} sample rows loaded into raw.support_tickets")
+    rows = warehouse_sample.load_sample(get_settings())
+    console.print(f"{rows} sample rows loaded into {warehouse_sample.SAMPLE_TABLE}")
 
 
 @warehouse_app.command("build")
 def warehouse_build() -> None:
     """Run `dbt build`: staging models and the models that render rows into documents."""
-    warehouse.build_models(get_settings())
+    build_models(get_settings())
     console.print("dbt build finished")
 
 
@@ -376,15 +376,15 @@ def dev(
 ) -> None:
     """Kafka broker (tansu, unless one is configured) + streaming worker + Dagster webserver
     and daemon + API + local model, until interrupted."""
-    from rag_assets.ingest import local_instance
-
     settings = get_settings()
     _refuse_dev_identity_off_loopback(settings, host)
-    # Create the instance's storage here, before the webserver and daemon race to migrate it.
-    with local_instance(settings) as instance:
-        instance.get_runs(limit=1)
+    orchestrator_for(settings).prepare_instance()
     broker = _embedded_broker(settings)
-    env = os.environ | {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
+    env = os.environ | {
+        "RAG_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "RAG_DAGSTER_URL": f"http://{host}:{dagster_port}",  # with RAG_ORCHESTRATOR=dagster
+    }
     local_llm = None
     if not settings.llm_base_url:  # the embedded default: serve the packaged model ourselves
         with console.status("Assembling the local model (once)"):
@@ -394,9 +394,9 @@ def dev(
         env["RAG_LLM_BASE_URL"] = local_llm.base_url
     bin_dir = Path(sys.executable).parent
     commands = [
-        [str(bin_dir / "dagster-webserver"), "-m", "rag_assets.definitions",
+        [str(bin_dir / "dagster-webserver"), "-m", CODE_LOCATION_MODULE,
          "-h", host, "-p", str(dagster_port)],
-        [str(bin_dir / "dagster-daemon"), "run", "-m", "rag_assets.definitions"],
+        [str(bin_dir / "dagster-daemon"), "run", "-m", CODE_LOCATION_MODULE],
         [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
          "--host", host, "--port", str(api_port)],
         [str(bin_dir / "ragctl"), "stream"],

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 
 from rag_core import services
 from rag_core.adapters.objectstore import ObjectStore
+from rag_core.flows.orchestration import Orchestrator, orchestrator_for
 from rag_core.flows.querying import QueryService
 from rag_core.flows.retrieval import Retriever
 from rag_core.settings import Settings
@@ -37,3 +38,12 @@ def get_object_store(settings: SettingsDep) -> ObjectStore:
 
 
 ObjectStoreDep = Annotated[ObjectStore, Depends(get_object_store)]
+
+
+def get_orchestrator(settings: SettingsDep) -> Orchestrator:
+    """Where indexing and erasure runs go (`RAG_ORCHESTRATOR`): in this process, or submitted
+    to a running Dagster."""
+    return orchestrator_for(settings)
+
+
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]

@@ -16,7 +16,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.domain.documents import MAX_SEGMENT_BYTES, add_sources
+from rag_core.adapters.catalog import add_sources
+from rag_core.domain.documents import MAX_SEGMENT_BYTES
 from rag_core.domain.events import DeadLetter, DocumentChange, decode, topics
 from rag_core.adapters.kafka import EventPublisher, consumer_config
 from rag_core.adapters.local_servers import SeaweedS3, TansuBroker

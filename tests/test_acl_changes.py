@@ -14,14 +14,16 @@ from rag_assets.ingest import ingest_sources, local_instance
 from rag_assets.resources import RagResource
 from rag_core import services
 from rag_core.adapters import warehouse
-from rag_core.flows.changes import ChangeBatch, plan_changes
-from rag_core.domain.documents import SourceMetadata, put_source, read_manifest
+from rag_core.adapters.catalog import put_source, read_manifest
+from rag_core.adapters.kafka import EventPublisher
+from rag_core.domain.chunk_store import DocumentSelector
+from rag_core.domain.documents import SourceMetadata
 from rag_core.domain.events import DocumentChange
 from rag_core.domain.ids import doc_id_for
-from rag_core.adapters.kafka import EventPublisher
-from rag_core.settings import Settings
+from rag_core.flows.changes import ChangeBatch, plan_changes
 from rag_core.flows.streaming import StreamingIndexer
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings
 
 from conftest import announce, process
 
@@ -59,9 +61,7 @@ def doc_ids_seen(settings: Settings, groups: set[str], query: str = QUESTION) ->
 
 
 def rows_of(settings: Settings, doc_id: str) -> list[dict[str, Any]]:
-    table = services.chunk_index(settings).table()
-    assert table is not None
-    rows = table.search().where(f"doc_id = '{doc_id}'").limit(None).to_arrow().to_pylist()
+    rows = services.chunk_index(settings).rows(DocumentSelector(doc_ids=(doc_id,)))
     return sorted(rows, key=lambda row: row["chunk_id"])
 
 

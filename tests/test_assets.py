@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pytest
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -22,7 +23,9 @@ from rag_assets.documents import (
 from rag_assets.ingest import local_instance, register_versions
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.domain.documents import add_sources, artifact_key, discover
+from rag_core.adapters.catalog import add_sources, discover
+from rag_core.domain.chunk_store import chunk_schema
+from rag_core.domain.layout import Artifact, artifact_key
 from rag_core.settings import Settings
 
 from conftest import SAMPLE_CORPUS, ingest
@@ -40,24 +43,22 @@ def _materialize(settings: Settings, instance: dg.DagsterInstance, keys: list[st
 
 
 def _table_rows(settings: Settings) -> list[dict]:
-    table = services.chunk_index(settings).table()
-    assert table is not None
-    return sorted(table.to_arrow().to_pylist(), key=lambda row: row["chunk_id"])
+    return sorted(services.chunk_index(settings).rows(), key=lambda row: row["chunk_id"])
 
 
 def test_definitions_load() -> None:
-    assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == {
+    assert {key.to_user_string() for key in defs().resolve_all_asset_keys()} == {
         "raw_document", "parsed_document", "chunks", "embeddings", "index",
         "raw/support_tickets", "stg_support_tickets", "support_ticket_documents",
         "warehouse_row_events", "erasure_request",
     }  # fmt: skip
-    upstream = defs.resolve_asset_graph().get(raw_document.key).parent_keys
+    upstream = defs().resolve_asset_graph().get(raw_document.key).parent_keys
     assert dg.AssetKey("warehouse_row_events") in upstream
-    assert defs.resolve_job_def("ingest_documents") is not None
+    assert defs().resolve_job_def("ingest_documents") is not None
     for job in ("retire_documents", "rtbf", "sync_warehouse"):
-        assert defs.resolve_job_def(job) is not None
+        assert defs().resolve_job_def(job) is not None
     for sensor in ("object_store_changes", "document_change_runs"):
-        assert defs.resolve_sensor_def(sensor) is not None
+        assert defs().resolve_sensor_def(sensor) is not None
 
 
 def test_materialize_partitions_into_lancedb(rag_home: Settings) -> None:
@@ -92,21 +93,21 @@ def test_full_text_index_covers_every_row(rag_home: Settings, corpus_copy: Path)
     ingest(rag_home, corpus_copy / "extra.md")
     chunk_index = services.chunk_index(rag_home)
     assert chunk_index.unindexed_text_rows() == 0
-    hits = chunk_index.table().search("zyzzyva", query_type="fts").limit(3).to_list()
+    hits = chunk_index.keyword_search("zyzzyva", 3)
     assert [hit["source_uri"].rsplit("/", 1)[1] for hit in hits] == ["extra.md"]
 
 
 def test_reingesting_the_same_files_changes_nothing(rag_home: Settings) -> None:
     ingest(rag_home, SAMPLE_CORPUS / "pip")
-    table = services.chunk_index(rag_home).table()
-    version_before, rows_before = table.version, _table_rows(rag_home)
+    version_before = services.chunk_index(rag_home).table_version()
+    rows_before = _table_rows(rag_home)
 
     assert ingest(rag_home, SAMPLE_CORPUS / "pip") == []
 
     instance = local_instance(rag_home)
     keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
     assert _materialize(rag_home, instance, keys).success, "replaying partitions is a no-op"
-    assert services.chunk_index(rag_home).table().version == version_before
+    assert services.chunk_index(rag_home).table_version() == version_before
     assert _table_rows(rag_home) == rows_before
 
 
@@ -115,7 +116,7 @@ def test_changed_file_replaces_old_chunks_without_a_gap(
 ) -> None:
     [old_key] = ingest(rag_home, corpus_copy / "mosquitto-readme.md")
     doc_id, old_version = old_key.split("@")
-    first_table_version = services.chunk_index(rag_home).table().version
+    first_table_version = services.chunk_index(rag_home).table_version()
 
     readme = corpus_copy / "mosquitto-readme.md"
     readme.write_text(readme.read_text() + "\n\n## Changelog\n\nThe broker now speaks MQTT 5.\n")
@@ -127,13 +128,11 @@ def test_changed_file_replaces_old_chunks_without_a_gap(
     instance = local_instance(rag_home)
     assert instance.get_dynamic_partitions(PARTITIONS_NAME) == [new_key]
     store = services.object_store(rag_home)
-    assert not store.exists(artifact_key("raw", doc_id, old_version))
+    assert not store.exists(artifact_key(Artifact.RAW, doc_id, old_version))
     # Every table version since the first ingest holds the document: new rows came first.
-    table = services.chunk_index(rag_home).table()
-    for entry in table.list_versions():
-        if entry["version"] >= first_table_version:
-            table.checkout(entry["version"])
-            assert table.count_rows(f"doc_id = '{doc_id}'") > 0, entry["version"]
+    index = services.chunk_index(rag_home)
+    since_first = [v for v in index.storage().versions if v >= first_table_version]
+    assert set(since_first) <= set(index.versions_holding([doc_id])), since_first
 
 
 def test_keep_versions_keeps_the_newest(
@@ -190,10 +189,10 @@ def test_wiping_the_index_and_backfilling_reproduces_it(rag_home: Settings) -> N
 
 def test_index_check_fails_on_rows_without_a_live_partition(rag_home: Settings) -> None:
     ingest(rag_home, SAMPLE_CORPUS / "pip")
-    table = services.chunk_index(rag_home).table()
-    row = table.to_arrow().slice(0, 1).to_pylist()[0]
+    index = services.chunk_index(rag_home)
+    row = index.rows()[0]
     row.update(chunk_id="stray", doc_id="f" * 32, version="0" * 16)
-    table.add([row])
+    index.upsert(pa.Table.from_pylist([row], schema=chunk_schema(len(row["vector"]))))
 
     instance = local_instance(rag_home)
     keys = instance.get_dynamic_partitions(PARTITIONS_NAME)

@@ -14,10 +14,10 @@ from rag_core.adapters.audit import (
     parse_head,
     read_trail,
     record_hash,
-    record_key,
     verify_trail,
 )
 from rag_core.adapters.objectstore import ObjectStore, StoredObject
+from rag_core.domain.layout import audit_record_key
 from rag_core.settings import Settings
 from rag_serving.cli import app
 
@@ -45,7 +45,7 @@ def trail(store: ObjectStore) -> list[AuditRecord]:
 
 def rewrite(store: ObjectStore, sequence: int, **changes: object) -> None:
     """Edit a stored record's JSON in place, as someone with write access to the store could."""
-    key = record_key(sequence)
+    key = audit_record_key(sequence)
     stored = json.loads(store.get(key))
     store.put(key, json.dumps(stored | changes).encode())
 
@@ -107,7 +107,7 @@ def test_tampered_outcome_is_reported(store: ObjectStore, trail: list[AuditRecor
 
 
 def test_deleted_middle_record_is_a_gap(store: ObjectStore, trail: list[AuditRecord]) -> None:
-    store.delete(record_key(2))
+    store.delete(audit_record_key(2))
 
     assert verify_trail(store) == ["sequence 2: missing"]
 
@@ -115,7 +115,7 @@ def test_deleted_middle_record_is_a_gap(store: ObjectStore, trail: list[AuditRec
 def test_rehashed_record_breaks_the_next_link(store: ObjectStore, trail: list[AuditRecord]) -> None:
     forged = trail[1].model_copy(update={"outcome": {"chunks_deleted": 0}})
     forged = forged.model_copy(update={"hash": record_hash(forged)})
-    store.put(record_key(2), forged.model_dump_json().encode())
+    store.put(audit_record_key(2), forged.model_dump_json().encode())
 
     assert verify_trail(store) == [
         "sequence 3: previous_hash does not match the hash of sequence 2 (reordered or replaced)"
@@ -123,8 +123,8 @@ def test_rehashed_record_breaks_the_next_link(store: ObjectStore, trail: list[Au
 
 
 def test_renamed_record_is_reported(store: ObjectStore, trail: list[AuditRecord]) -> None:
-    store.put("audit/000000000009.json", store.get(record_key(3)))
-    store.delete(record_key(3))
+    store.put("audit/000000000009.json", store.get(audit_record_key(3)))
+    store.delete(audit_record_key(3))
 
     assert verify_trail(store) == [
         "sequence 3: stored under audit/000000000009.json, not audit/000000000003.json"
@@ -132,7 +132,7 @@ def test_renamed_record_is_reported(store: ObjectStore, trail: list[AuditRecord]
 
 
 def test_unreadable_record_is_reported_once(store: ObjectStore, trail: list[AuditRecord]) -> None:
-    store.put(record_key(2), b"{not json")
+    store.put(audit_record_key(2), b"{not json")
     rewrite(store, 3, note="unhashed field")
 
     assert verify_trail(store) == [
@@ -143,7 +143,7 @@ def test_unreadable_record_is_reported_once(store: ObjectStore, trail: list[Audi
 
 def test_truncation_needs_the_expected_head(store: ObjectStore, trail: list[AuditRecord]) -> None:
     published = head(store)
-    store.delete(record_key(3))
+    store.delete(audit_record_key(3))
 
     assert head(store) == (2, trail[1].hash)
     assert verify_trail(store) == []
@@ -156,7 +156,7 @@ def test_rebuilt_trail_differs_from_the_expected_head(
     store: ObjectStore, trail: list[AuditRecord]
 ) -> None:
     published = head(store)
-    store.delete(record_key(3))
+    store.delete(audit_record_key(3))
     erase(store, 3)
 
     assert verify_trail(store) == []
@@ -169,12 +169,12 @@ def test_append_retries_after_a_concurrent_append(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = erase(store, 1)
-    hide_key(store, monkeypatch, record_key(2), times=1)
+    hide_key(store, monkeypatch, audit_record_key(2), times=1)
     concurrent = first.model_copy(
         update={"sequence": 2, "request_id": "other", "previous_hash": first.hash}
     )
     concurrent = concurrent.model_copy(update={"hash": record_hash(concurrent)})
-    store.put(record_key(2), concurrent.model_dump_json().encode())
+    store.put(audit_record_key(2), concurrent.model_dump_json().encode())
 
     record = erase(store, 3)
 
@@ -187,14 +187,14 @@ def test_append_never_overwrites_and_gives_up(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     erase(store, 1)
-    store.put(record_key(2), b"written by someone else")
-    hide_key(store, monkeypatch, record_key(2), times=APPEND_ATTEMPTS + 1)  # + the dedup scan
+    store.put(audit_record_key(2), b"written by someone else")
+    hide_key(store, monkeypatch, audit_record_key(2), times=APPEND_ATTEMPTS + 1)  # + the dedup scan
 
     with pytest.raises(AuditConflictError, match=r"audit/000000000002\.json was already taken"):
         erase(store, 2)
 
-    assert store.get(record_key(2)) == b"written by someone else"
-    assert not store.exists(record_key(3))
+    assert store.get(audit_record_key(2)) == b"written by someone else"
+    assert not store.exists(audit_record_key(3))
 
 
 def test_append_is_idempotent_per_request_and_status(store: ObjectStore) -> None:
@@ -217,7 +217,7 @@ def test_ragctl_audit_fails_on_a_trail_shorter_than_the_expected_head(
     runner = CliRunner()
     assert runner.invoke(app, ["audit", "--expect-head", expected]).exit_code == 0
 
-    store.delete(record_key(3))
+    store.delete(audit_record_key(3))
 
     truncated = runner.invoke(app, ["audit", "--expect-head", expected])
     assert truncated.exit_code == 1 and "trail truncated" in truncated.output

@@ -9,11 +9,11 @@ import pytest
 from rag_assets.ingest import backfill_index, local_instance
 from rag_core import services
 from rag_core.adapters import warehouse
-from rag_core.domain.documents import add_sources, delete_source, put_source
+from rag_core.adapters.catalog import add_sources, delete_source, put_source
 from rag_core.adapters.kafka import EventPublisher
 from rag_core.adapters.local_servers import TansuBroker
-from rag_core.settings import Settings
 from rag_core.flows.streaming import StreamingIndexer
+from rag_core.settings import Settings
 
 from conftest import announce, process
 
@@ -21,9 +21,7 @@ COLUMNS = ["chunk_id", "doc_id", "version", "text", "source_uri", "acl", "subjec
 
 
 def rows(settings: Settings) -> tuple[list[dict], np.ndarray]:
-    table = services.chunk_index(settings).table()
-    assert table is not None
-    data = sorted(table.to_arrow().to_pylist(), key=lambda row: row["chunk_id"])
+    data = sorted(services.chunk_index(settings).rows(), key=lambda row: row["chunk_id"])
     return [{c: row[c] for c in COLUMNS} for row in data], np.array([r["vector"] for r in data])
 
 

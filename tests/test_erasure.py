@@ -6,26 +6,31 @@ from pathlib import Path
 
 import boto3
 import dagster as dg
+import lancedb
 import pytest
 from dagster._serdes import serialize_value
 from typer.testing import CliRunner
 
 from rag_assets.definitions import build_defs
 from rag_assets.documents import PARTITIONS_NAME
-from rag_assets.erasure import execute, lineage_stages
+from rag_assets.erasure import lineage_stages
 from rag_assets.ingest import backfill_index, ingest_sources, local_instance
+from rag_assets.orchestration import execute
 from rag_assets.resources import RagResource
-from rag_core.adapters import audit, warehouse
-from rag_core.flows import erasure
 from rag_core import services
+from rag_core.adapters import audit, warehouse
 from rag_core.adapters.cache import build_response_cache, entries_naming
-from rag_core.domain.documents import SourceMetadata, discover, put_source
-from rag_core.flows.erasure import ErasureRequest, ErasureScope
-from rag_core.adapters.index import TaggedVersionsError
+from rag_core.adapters.catalog import discover, put_source
+from rag_core.adapters.index import TABLE_NAME
 from rag_core.adapters.kafka import EventPublisher
+from rag_core.domain.chunk_store import EVERY_DOCUMENT, DocumentSelector, TaggedVersionsError
+from rag_core.domain.documents import SourceMetadata
+from rag_core.domain.layout import TOMBSTONES_PREFIX, Artifact, Stage, artifact_folder
 from rag_core.domain.schemas import QueryRequest
-from rag_core.settings import Settings
+from rag_core.flows import erasure
+from rag_core.flows.erasure import ErasureRequest, ErasureScope
 from rag_core.flows.streaming import StreamingIndexer
+from rag_core.settings import Settings
 from rag_serving.cli import app
 
 from conftest import SAMPLE_CORPUS, announce, process
@@ -50,8 +55,14 @@ def index_with_badges(settings: Settings) -> tuple[dg.DagsterInstance, str]:
     put_source(store, "documents/pip.md", (SAMPLE_CORPUS / "pip/getting-started.md").read_bytes())
     instance = local_instance(settings)
     ingest_sources(settings, instance)
-    [doc_id] = services.chunk_index(settings).documents_where(f"array_has(subjects, '{SUBJECT}')")
+    [doc_id] = services.chunk_index(settings).documents_matching(DocumentSelector(subject=SUBJECT))
     return instance, doc_id
+
+
+def tag_current_version(settings: Settings, tag: str) -> None:
+    """What an operator does with LanceDB's own API: keep the current table version."""
+    table = lancedb.connect(settings.index_uri).open_table(TABLE_NAME)
+    table.tags.create(tag, table.version)
 
 
 def forget(
@@ -150,8 +161,7 @@ def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Setting
 def test_tagged_versions_stop_erasure_until_untagging_is_asked(rag_home: Settings) -> None:
     settings = rag_home
     instance, doc_id = index_with_badges(settings)
-    table = services.chunk_index(settings).table()
-    table.tags.create("quarter-end", table.version)
+    tag_current_version(settings, "quarter-end")
 
     store = services.object_store(settings)
     request = erasure.submit(store, ErasureScope(doc_ids=[doc_id]), "dpo@example.com")
@@ -163,7 +173,7 @@ def test_tagged_versions_stop_erasure_until_untagging_is_asked(rag_home: Setting
     assert record.outcome["status"] == "failed"
     assert record.outcome["error_type"] == "TaggedVersionsError"
     assert "quarter-end" not in record.model_dump_json()
-    assert doc_id in services.chunk_index(settings).documents_where("true")  # nor erased
+    assert doc_id in services.chunk_index(settings).documents_matching(EVERY_DOCUMENT)  # kept
 
     # Resumed with untagging allowed, the same request completes and records the tag.
     failed.untag_versions = True
@@ -182,16 +192,15 @@ def test_an_unknown_document_matches_nothing(rag_home: Settings) -> None:
 
 def test_no_match_leaves_a_tagged_table_and_its_history_alone(rag_home: Settings) -> None:
     instance, _ = index_with_badges(rag_home)
-    table = services.chunk_index(rag_home).table()
-    table.tags.create("quarter-end", table.version)
-    versions = len(table.list_versions())
+    tag_current_version(rag_home, "quarter-end")
+    versions = services.chunk_index(rag_home).storage().versions
 
     request = forget(rag_home, instance, ErasureScope(doc_ids=["0" * 32]))
 
     assert request.status == "completed" and request.matched_documents == 0
     assert request.erased == {} and request.untagged_versions == []
-    table = services.chunk_index(rag_home).table()
-    assert table.tags.list().keys() == {"quarter-end"} and len(table.list_versions()) == versions
+    index = services.chunk_index(rag_home)
+    assert index.tags() == ["quarter-end"] and index.storage().versions == versions
 
 
 def test_verification_is_a_blocking_asset_check(
@@ -203,7 +212,7 @@ def test_verification_is_a_blocking_asset_check(
     request = erasure.submit(store, ErasureScope(doc_ids=[doc_id]), "dpo@example.com")
     stage = erasure.Eraser.stage
     monkeypatch.setattr(
-        erasure.Eraser, "stage", lambda self, name: name == "chunks" or stage(self, name)
+        erasure.Eraser, "stage", lambda self, name: name == Stage.CHUNKS or stage(self, name)
     )
     rtbf = build_defs(RagResource.for_settings(rag_home)).resolve_job_def("rtbf")
     config = {"ops": {"erasure_request": {"config": {"resume_request_id": request.request_id}}}}
@@ -234,7 +243,7 @@ def test_a_run_that_crashed_midway_resumes_and_verifies(
     stage = erasure.Eraser.stage
 
     def crash_at_parsing(self: erasure.Eraser, name: str) -> None:
-        if name == "parsed_document":
+        if name == Stage.PARSED:
             raise OSError("storage went away")
         stage(self, name)
 
@@ -245,12 +254,13 @@ def test_a_run_that_crashed_midway_resumes_and_verifies(
     crashed = erasure.load(store, request.request_id)
     assert crashed is not None and crashed.status == "failed" and crashed.target is not None
     assert services.chunk_index(rag_home).versions_holding([doc_id]) == []  # index erased
-    assert store.list(f"parsed/{doc_id}")  # parsed output not yet
+    assert store.list(artifact_folder(Artifact.PARSED, doc_id))  # parsed output not yet
 
     monkeypatch.setattr(erasure.Eraser, "stage", stage)
     done = execute(rag_home, instance, request.request_id)
     assert done.status == "completed" and all(done.verification.values())
-    assert store.list(f"parsed/{doc_id}") == [] and store.list(f"raw/{doc_id}") == []
+    assert store.list(artifact_folder(Artifact.PARSED, doc_id)) == []
+    assert store.list(artifact_folder(Artifact.RAW, doc_id)) == []
     assert [r.outcome["status"] for r in audit.read_trail(store)] == ["failed", "completed"]
 
 
@@ -291,7 +301,7 @@ def test_a_readmission_lifts_the_tombstones_of_a_request(rag_home: Settings) -> 
     assert readmitted.exit_code == 0, readmitted.output
     [_, record] = audit.read_trail(store)
     assert record.action == "readmission" and record.outcome["lifted_tombstones"] == 1
-    assert store.list("tombstones") == []
+    assert store.list(TOMBSTONES_PREFIX) == []
     [version] = discover(store, [BADGES])
     assert version.doc_id == doc_id
     assert erasure.readmit(store, request.request_id, "dpo@example.com") == record  # once
@@ -341,7 +351,7 @@ def test_the_rtbf_job_erases_along_the_asset_lineage(rag_home: Settings) -> None
     settings = rag_home
     instance, doc_id = index_with_badges(settings)
     defs = build_defs(RagResource.for_settings(settings))
-    assert lineage_stages(defs.resolve_asset_graph()) == tuple(reversed(erasure.STAGE_ORDER))
+    assert lineage_stages(defs.resolve_all_asset_specs()) == tuple(reversed(Stage))
     result = defs.resolve_job_def("rtbf").execute_in_process(
         instance=instance, run_config={"ops": {"erasure_request": {"config": {"subject": SUBJECT}}}}
     )
@@ -372,7 +382,8 @@ def test_erasure_on_s3_holds_against_a_replayed_event(s3_platform: Settings) -> 
         assert request.status == "completed" and request.matched_documents == 1
         assert all(request.verification.values())
         assert store.list("documents/security") == []
-        for key in (BADGES, f"raw/{doc_id}", f"parsed/{doc_id}", f"chunks/{doc_id}"):
+        erased = (Artifact.RAW, Artifact.PARSED, Artifact.CHUNKS)
+        for key in (BADGES, *(artifact_folder(artifact, doc_id) for artifact in erased)):
             assert store.stored_versions(key) == 0, key
 
         # The source puts the same bytes back and the old event is delivered again.

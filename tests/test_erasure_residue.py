@@ -12,11 +12,12 @@ from rag_assets.ingest import local_instance
 from rag_core.flows import erasure
 from rag_core import services
 from rag_core.adapters.cache import build_response_cache
-from rag_core.domain.documents import DocumentVersion, artifact_key, tombstone_key
+from rag_core.domain.documents import DocumentVersion
+from rag_core.domain.layout import SYNC_STATE_KEY, Artifact, artifact_key, tombstone_key
 from rag_core.flows.erasure import ErasureScope
 from rag_core.domain.ids import doc_id_for, version_for
 from rag_core.settings import Settings
-from rag_core.flows.sync import STATE_KEY, sync_object_store
+from rag_core.flows.sync import sync_object_store
 from rag_serving.main import create_app
 
 FILE_NAME = BADGES.rsplit("/", 1)[1]
@@ -31,7 +32,7 @@ def test_no_file_under_rag_home_holds_an_erased_subject(rag_home: Settings) -> N
     index_with_badges(settings)
     store = services.object_store(settings)
     sync_object_store(store, lambda events: None)
-    assert FILE_NAME.encode() in store.get(STATE_KEY)
+    assert FILE_NAME.encode() in store.get(SYNC_STATE_KEY)
 
     with TestClient(create_app(settings)) as client:
         answer = client.post("/v1/query", json={"question": QUESTION})
@@ -60,9 +61,9 @@ def test_verification_reads_the_bytes_of_the_cache_and_the_bookmark(rag_home: Se
     request = done.model_copy(update={"target": erasure.ErasureTarget(doc_ids=[doc_id])})
     assert erasure.residue(rag_home, store, [doc_id]) == []
 
-    store.put(STATE_KEY, f'{{"sources": {{"{BADGES}": {{}}}}}}'.encode())
-    assert erasure.residue(rag_home, store, [BADGES]) == [STATE_KEY]
-    store.delete(STATE_KEY)
+    store.put(SYNC_STATE_KEY, f'{{"sources": {{"{BADGES}": {{}}}}}}'.encode())
+    assert erasure.residue(rag_home, store, [BADGES]) == [SYNC_STATE_KEY]
+    store.delete(SYNC_STATE_KEY)
     cache = build_response_cache(rag_home)
     cache.set("rag:query:left", f"cites {doc_id.upper()}")
     [left] = erasure.residue(rag_home, store, [doc_id])
@@ -87,7 +88,7 @@ def test_a_hostile_source_key_in_a_manifest_is_never_deleted(rag_home: Settings)
         size=outside.stat().st_size,
         discovered_at=datetime.now(UTC),
     )
-    manifest_key = artifact_key("manifests", manifest.doc_id, manifest.version)
+    manifest_key = artifact_key(Artifact.MANIFEST, manifest.doc_id, manifest.version)
     store.put(manifest_key, manifest.model_dump_json().encode())
 
     request = forget(rag_home, local_instance(rag_home), ErasureScope(doc_ids=[manifest.doc_id]))

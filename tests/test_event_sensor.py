@@ -28,14 +28,9 @@ from rag_assets.ingest import local_instance
 from rag_assets.resources import RagResource
 from rag_core import services
 from rag_core.flows.changes import ChangePlan, Freshness, recent_freshness
-from rag_core.domain.documents import (
-    DocumentVersion,
-    SourceMetadata,
-    add_sources,
-    artifact_key,
-    delete_source,
-    put_source,
-)
+from rag_core.adapters.catalog import add_sources, delete_source, put_source
+from rag_core.domain.documents import DocumentVersion, SourceMetadata
+from rag_core.domain.layout import Artifact, artifact_key
 from rag_core.domain.events import document_change, table_row_change
 from rag_core.domain.ids import doc_id_for
 from rag_core.adapters.kafka import EventPublisher
@@ -119,7 +114,7 @@ def test_events_become_batched_runs_exactly_once(
     lags = recent_freshness(store)
     assert sorted(f"{r.doc_id}@{r.version}" for r in lags) == sorted(add.partition_keys)
     assert all(0 < r.lag_seconds < 600 for r in lags)
-    assert not list(store.list("announced"))
+    assert not list(store.list(Artifact.ANNOUNCED))
 
     # A table-row event with no warehouse here can never be applied: it is dead-lettered and
     # the tick goes on with the document event beside it.
@@ -189,7 +184,7 @@ def test_the_sensor_dead_letters_events_naming_no_source(kafka_platform: Setting
     parking = doc_id_for(store.uri_for(PARKING))
     assert [key.split("@")[0] for key in add.partition_keys] == [parking]
     assert len(result.run_requests or []) == 1
-    assert {obj.key.split("/")[1] for obj in store.list("announced")} == {parking}
+    assert {obj.key.split("/")[1] for obj in store.list(Artifact.ANNOUNCED)} == {parking}
     assert_dead_lettered_for_their_keys(platform)
 
 
@@ -269,7 +264,7 @@ def freshness_record(store: ObjectStore, name: str, lag: float, age: float = 0.0
         doc_id=name, version="v1", event_time=queryable_at - timedelta(seconds=lag),
         queryable_at=queryable_at,
     )  # fmt: skip
-    store.put(artifact_key("freshness", name, "v1"), record.model_dump_json().encode())
+    store.put(artifact_key(Artifact.FRESHNESS, name, "v1"), record.model_dump_json().encode())
 
 
 def check_freshness(rag: RagResource) -> dg.AssetCheckResult:

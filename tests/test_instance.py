@@ -12,7 +12,7 @@ import pytest
 from rag_assets.documents import PARTITIONS_NAME
 from rag_assets.ingest import ingest_sources
 from rag_core import services
-from rag_core.domain.documents import add_sources
+from rag_core.adapters.catalog import add_sources
 from rag_core.settings import Settings
 
 from conftest import SAMPLE_CORPUS

@@ -2,8 +2,10 @@
 end in test_local_llm.py."""
 
 from rag_core.adapters.answering import ExtractiveAnswerer
-from rag_core.adapters.llm import UNSUPPORTED_NOTE, LLMAnswerer, prompt_messages, supported_answer
+from rag_core.adapters.llm.client import LLMAnswerer
 from rag_core.adapters.processes import free_port
+from rag_core.domain.citations import UNSUPPORTED_NOTE, supported_answer
+from rag_core.domain.prompting import prompt_messages
 from rag_core.domain.schemas import Hit
 from rag_core.services import embedder
 from rag_core.settings import Settings

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 import pytest
 
 from rag_core import services
-from rag_core.adapters.llm import LOCAL_MODEL, LOCAL_MODEL_BYTES, LocalLLMServer, assemble_local_model
+from rag_core.adapters.llm.server import LocalLLMServer
+from rag_core.adapters.llm.weights import LOCAL_MODEL, LOCAL_MODEL_BYTES, assemble_local_model
 from rag_core.adapters.processes import free_port
+from rag_core.domain.chunk_store import DocumentSelector
+from rag_core.domain.schemas import ChunkReference, QueryRequest, QueryResponse
 from rag_core.flows.querying import QueryService
-from rag_core.domain.schemas import QueryRequest, QueryResponse
 from rag_core.settings import Settings
 
 from conftest import PORT_DOCUMENT
@@ -35,9 +37,9 @@ def service(llm_settings: Settings) -> QueryService:
     return services.query_service(llm_settings)
 
 
-def _chunk_text(settings: Settings, chunk_id: str) -> str:
-    table = services.chunk_index(settings).table()
-    [row] = table.search().where(f"chunk_id = '{chunk_id}'").select(["text"]).to_list()
+def _chunk_text(settings: Settings, cited: ChunkReference) -> str:
+    rows = services.chunk_index(settings).rows(DocumentSelector(doc_ids=(cited.doc_id,)))
+    [row] = [row for row in rows if row["chunk_id"] == cited.chunk_id]
     return str(row["text"])
 
 
@@ -49,7 +51,7 @@ def test_local_model_answers_with_citations_that_hold_the_fact(
     assert response.usage.prompt_tokens > 100 and response.usage.completion_tokens > 0
     assert "5432" in response.answer
     assert response.citations, response.answer
-    cited_texts = [_chunk_text(llm_settings, c.chunk_id) for c in response.citations]
+    cited_texts = [_chunk_text(llm_settings, c) for c in response.citations]
     assert all("5432" in text for text in cited_texts), "every citation holds the fact"
     assert all(c.source_uri.endswith(PORT_DOCUMENT) for c in response.citations)
     for citation in response.citations:

@@ -16,6 +16,7 @@ from rag_core import services
 from rag_core.adapters.answering import MAX_CANDIDATES, ExtractiveAnswerer
 from rag_core.adapters.embedding import Embedder
 from rag_core.adapters.index import ChunkIndex
+from rag_core.domain.chunk_store import ChunkStore, chunk_schema
 from rag_core.domain.schemas import Hit, QueryRequest
 from rag_core.settings import Settings
 from rag_serving.cli import app
@@ -34,19 +35,17 @@ def test_a_cache_hit_does_not_open_the_table(
     request = QueryRequest(question="What does VACUUM FULL do?")
     assert service.query(request).cached is False
     opened = []
-    original = ChunkIndex.table
-    monkeypatch.setattr(ChunkIndex, "table", lambda index: opened.append(1) or original(index))
+    original = ChunkIndex._table
+    monkeypatch.setattr(ChunkIndex, "_table", lambda index: opened.append(1) or original(index))
     assert service.query(request).cached is True
     assert opened == []
 
 
-def _add_a_row(index: ChunkIndex) -> None:
+def _add_a_row(index: ChunkStore) -> None:
     """A new table version, the cheap way: one existing row again under a new id."""
-    table = index.table()
-    row = table.search().limit(1).to_arrow().to_pylist()[0]
-    row = {key: value for key, value in row.items() if not key.startswith("_")}
+    row = index.rows()[0]
     row["chunk_id"] = "another-" + row["chunk_id"]
-    table.add(pa.Table.from_pylist([row], schema=table.schema))
+    index.upsert(pa.Table.from_pylist([row], schema=chunk_schema(len(row["vector"]))))
 
 
 def test_the_version_in_cache_keys_is_at_most_its_ttl_old(

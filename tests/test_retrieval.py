@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from rag_core import services
-from rag_core.flows.retrieval import reciprocal_rank_fusion
 from rag_core.domain.schemas import Hit, SearchFilters
+from rag_core.flows.retrieval import reciprocal_rank_fusion
 from rag_core.settings import Settings
 
 from conftest import ingest
@@ -96,7 +96,6 @@ def test_large_tables_get_an_ann_vector_index(
     for n in range(8):
         (tmp_path / f"note-{n}.md").write_text(f"# Note {n}\n\nRoom {n} seats {n + 4} people.\n")
     ingest(settings, tmp_path)
-    table = services.chunk_index(settings).table()
-    assert any(index.columns == ["vector"] for index in table.list_indices())
+    assert services.chunk_index(settings).has_vector_index()
     hits = services.retriever(settings).search("How many people fit in room 3?", 3)
     assert "note-3.md" in _names(hits)

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from rag_core import services
-from rag_core.domain.documents import put_source
+from rag_core.adapters.catalog import put_source
 from rag_core.domain.ids import doc_id_for, version_for
 from rag_core.adapters.local_servers import TansuBroker
 from rag_core.adapters.processes import free_port

@@ -17,7 +17,9 @@ from prometheus_client import REGISTRY
 
 from rag_core import services
 from rag_core.flows import streaming
-from rag_core.domain.documents import SourceMetadata, put_source
+from rag_core.adapters.catalog import put_source
+from rag_core.domain.documents import SourceMetadata
+from rag_core.domain.layout import Artifact
 from rag_core.domain.events import document_change, encode, topics
 from rag_core.domain.ids import doc_id_for
 from rag_core.adapters.kafka import EventPublisher
@@ -40,7 +42,7 @@ BLUE = b"# Parking\n\nVisitors park in the blue garage on level three, next to t
 SECRET = b"The vault code is 4471, said the planted file."
 
 
-def doc_ids_under(settings: Settings, prefix: str) -> set[str]:
+def doc_ids_under(settings: Settings, prefix: Artifact) -> set[str]:
     return {obj.key.split("/")[1] for obj in services.object_store(settings).list(prefix)}
 
 
@@ -61,7 +63,7 @@ def test_events_naming_no_source_are_dead_lettered_and_never_read(
     parking = doc_id_for(store.uri_for(PARKING))
     assert [m.doc_id for o in outcomes for m in o.indexed] == [parking]
     # Nothing of the planted file was read, copied, described or indexed.
-    for prefix in ("raw", "manifests", "chunks"):
+    for prefix in (Artifact.RAW, Artifact.MANIFEST, Artifact.CHUNKS):
         assert doc_ids_under(settings, prefix) == {parking}, prefix
     assert services.chunk_index(settings).stats().documents == 1
     hits = services.retriever(settings).search("vault code 4471", 5)

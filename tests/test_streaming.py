@@ -17,7 +17,8 @@ from rag_assets.streaming import InstanceRecorder
 from rag_core import services
 from rag_core.flows import streaming
 from rag_core.adapters import warehouse
-from rag_core.domain.documents import SourceMetadata, delete_source, known_versions, put_source
+from rag_core.adapters.catalog import delete_source, known_versions, put_source
+from rag_core.domain.documents import SourceMetadata
 from rag_core.domain.events import table_row_change, topics
 from rag_core.domain.ids import doc_id_for, partition_key
 from rag_core.adapters.kafka import EventPublisher

@@ -1,5 +1,5 @@
 """The warehouse producer: dbt renders tickets into documents, diffs become row events, and the
-consumer's `sync_row_document` mirrors rows into the object store. DuckDB for most tests,
+warehouse source's `sync_document` mirrors rows into the object store. DuckDB for most tests,
 fakesnow's Snowflake server for the Snowflake path, all in a temporary RAG_HOME."""
 
 import os
@@ -14,19 +14,20 @@ import dagster as dg
 import pytest
 from pydantic import SecretStr
 
+from rag_assets import warehouse as warehouse_assets
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.adapters import warehouse
-from rag_core.domain.documents import (
-    WAREHOUSE_PREFIX,
-    SourceMetadata,
-    metadata_key,
-    put_source,
-    read_source,
-)
-from rag_core.domain.events import TableRowChange, table_row_change
+from rag_core.adapters.catalog import put_source, read_source
 from rag_core.adapters.processes import ChildServer, accepts_connections, free_port
+from rag_core.adapters.warehouse import cdc, connection
+from rag_core.adapters.warehouse.dbt import build_models
+from rag_core.adapters.warehouse.rows import fetch_row, rendered_rows, row_counts
+from rag_core.domain.documents import SourceMetadata
+from rag_core.domain.events import TableRowChange, table_row_change
+from rag_core.domain.layout import WAREHOUSE_PREFIX, metadata_key
 from rag_core.settings import Settings
+from rag_core.sources import warehouse
+from rag_core.sources.warehouse_sample import load_sample
 
 TABLE = "support_ticket_documents"
 TICKETS = [f"TCK-{number}" for number in range(1001, 1013)]
@@ -35,31 +36,31 @@ TICKETS = [f"TCK-{number}" for number in range(1001, 1013)]
 @pytest.fixture
 def built(rag_home: Settings) -> Settings:
     """The sample tickets loaded into DuckDB and rendered by `dbt build`."""
-    assert warehouse.load_sample(rag_home) == len(TICKETS)
-    warehouse.build_models(rag_home)
+    assert load_sample(rag_home) == len(TICKETS)
+    build_models(rag_home)
     return rag_home
 
 
 def sql(settings: Settings, statement: str, *parameters: Any) -> None:
-    with warehouse.connect(settings) as connection:
-        connection.cursor().execute(statement, list(parameters))
+    with connection.connect(settings) as warehouse_connection:
+        warehouse_connection.cursor().execute(statement, list(parameters))
 
 
 def rebuild_after(settings: Settings, statement: str, *parameters: Any) -> None:
     """Change the raw table, then rebuild the models as the sync job would."""
     sql(settings, statement, *parameters)
-    warehouse.build_models(settings)
+    build_models(settings)
 
 
 def emit(settings: Settings) -> list[TableRowChange]:
     published: list[TableRowChange] = []
-    returned = warehouse.emit_row_changes(settings, published.extend)
+    returned = cdc.emit_row_changes(settings, published.extend)
     assert returned == published
     return published
 
 
 def test_models_render_each_ticket_as_a_document(built: Settings) -> None:
-    rows = warehouse.rendered_rows(built, TABLE)
+    rows = rendered_rows(built, TABLE)
     assert sorted(rows) == TICKETS
 
     api = rows["TCK-1003"]
@@ -75,16 +76,16 @@ def test_models_render_each_ticket_as_a_document(built: Settings) -> None:
 
     assert rows["TCK-1007"].text.endswith("### Resolution\n\nNot resolved yet.")
     assert len({row.row_version for row in rows.values()}) == len(TICKETS)
-    assert warehouse.fetch_row(built, TABLE, "TCK-1003") == api
-    assert warehouse.fetch_row(built, TABLE, "TCK-9999") is None
-    assert warehouse.row_counts(built) == {TABLE: len(TICKETS)}
+    assert fetch_row(built, TABLE, "TCK-1003") == api
+    assert fetch_row(built, TABLE, "TCK-9999") is None
+    assert row_counts(built) == {TABLE: len(TICKETS)}
 
 
 def test_unknown_tables_are_refused(built: Settings) -> None:
     with pytest.raises(ValueError, match="not a document model"):
-        warehouse.fetch_row(built, "raw.support_tickets; DROP TABLE x", "TCK-1001")
+        fetch_row(built, "raw.support_tickets; DROP TABLE x", "TCK-1001")
     with pytest.raises(ValueError, match="not a document model"):
-        warehouse.record_emitted(
+        cdc.record_emitted(
             built,
             [table_row_change("delete", "stg_support_tickets", "TCK-1001", None, "t")],
         )
@@ -92,7 +93,7 @@ def test_unknown_tables_are_refused(built: Settings) -> None:
 
 def test_row_events_follow_inserts_updates_and_deletes(built: Settings) -> None:
     first = emit(built)
-    rows = warehouse.rendered_rows(built, TABLE)
+    rows = rendered_rows(built, TABLE)
     assert [(event.op, event.row_key) for event in first] == [("upsert", key) for key in TICKETS]
     assert all(event.row_version == rows[event.row_key].row_version for event in first)
     assert first[0].source_position == "2025-03-03T09:14:00"
@@ -123,13 +124,13 @@ def test_a_failed_publish_leaves_the_state_so_the_next_run_announces_again(
         raise ConnectionError("broker unreachable")
 
     with pytest.raises(ConnectionError):
-        warehouse.emit_row_changes(built, broker_down)
+        cdc.emit_row_changes(built, broker_down)
     assert [event.row_key for event in emit(built)] == TICKETS
 
 
 def test_sync_row_document_writes_and_deletes_the_source(built: Settings) -> None:
     store = services.object_store(built)
-    key = warehouse.sync_row_document(store, built, TABLE, "TCK-1005")
+    key = warehouse.sync_document(store, built, TABLE, "TCK-1005")
     assert key == f"{WAREHOUSE_PREFIX}/{TABLE}/TCK-1005.md"
     source = read_source(store, key)
     assert source is not None
@@ -140,35 +141,35 @@ def test_sync_row_document_writes_and_deletes_the_source(built: Settings) -> Non
     assert metadata.subjects == ["priya.nair@lumencapital.example"]
 
     rebuild_after(built, "DELETE FROM raw.support_tickets WHERE ticket_id = 'TCK-1005'")
-    assert warehouse.sync_row_document(store, built, TABLE, "TCK-1005") == key
+    assert warehouse.sync_document(store, built, TABLE, "TCK-1005") == key
     assert read_source(store, key) is None
     assert not store.exists(metadata_key(key))
 
 
 def test_sync_documents_mirrors_every_row_and_removes_stale_ones(built: Settings) -> None:
     store = services.object_store(built)
-    stale = warehouse.row_source_key(TABLE, "TCK-0999")
+    stale = warehouse.document_key(TABLE, "TCK-0999")
     put_source(store, stale, b"# gone", SourceMetadata(acl=["support"]))
     put_source(store, "documents/handbook.md", b"# Handbook")
 
     keys = warehouse.sync_documents(store, built)
 
-    assert keys == [warehouse.row_source_key(TABLE, key) for key in TICKETS]
+    assert keys == [warehouse.document_key(TABLE, key) for key in TICKETS]
     assert all(read_source(store, key) is not None for key in keys)
     assert not store.exists(stale) and not store.exists(metadata_key(stale))
     assert store.exists("documents/handbook.md"), "only the warehouse's folder is mirrored"
 
 
 def test_row_keys_become_one_safe_path_segment() -> None:
-    assert warehouse.row_source_key(TABLE, "../a/b c") == (
+    assert warehouse.document_key(TABLE, "../a/b c") == (
         f"{WAREHOUSE_PREFIX}/{TABLE}/..%2Fa%2Fb%20c.md"
     )
 
 
 def test_a_failing_dbt_test_raises_with_its_name(built: Settings) -> None:
     sql(built, "UPDATE raw.support_tickets SET priority = 'whenever' WHERE ticket_id = 'TCK-1001'")
-    with pytest.raises(warehouse.WarehouseError, match="accepted_values_stg_support_tickets_prio"):
-        warehouse.build_models(built)
+    with pytest.raises(connection.WarehouseError, match="accepted_values_stg_support_tickets_prio"):
+        build_models(built)
 
 
 def _hold_lock(path: Path, seconds: float) -> subprocess.Popen[bytes]:
@@ -191,15 +192,15 @@ def test_duckdb_lock_conflicts_are_waited_out_then_reported(
 ) -> None:
     holder = _hold_lock(built.warehouse_path, seconds=1.0)
     try:
-        assert warehouse.fetch_row(built, TABLE, "TCK-1001") is not None
+        assert fetch_row(built, TABLE, "TCK-1001") is not None
     finally:
         holder.wait()
 
-    monkeypatch.setattr(warehouse, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(connection, "LOCK_WAIT_SECONDS", 0.5)
     holder = _hold_lock(built.warehouse_path, seconds=30.0)
     try:
-        with pytest.raises(warehouse.WarehouseError, match="stayed locked by another process"):
-            warehouse.fetch_row(built, TABLE, "TCK-1001")
+        with pytest.raises(connection.WarehouseError, match="stayed locked by another process"):
+            fetch_row(built, TABLE, "TCK-1001")
     finally:
         holder.kill()
         holder.wait()
@@ -223,8 +224,8 @@ class FakeSnowflake(ChildServer):
 def test_snowflake_target_renders_the_same_documents(
     built: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(warehouse.SNOWFLAKE_CONNECT_OPTIONS, "login_timeout", 10)
-    monkeypatch.setitem(warehouse.SNOWFLAKE_CONNECT_OPTIONS, "network_timeout", 30)
+    monkeypatch.setitem(connection.SNOWFLAKE_CONNECT_OPTIONS, "login_timeout", 10)
+    monkeypatch.setitem(connection.SNOWFLAKE_CONNECT_OPTIONS, "network_timeout", 30)
     with FakeSnowflake() as server:
         snowflake = Settings(
             home=built.home / "snowflake",
@@ -236,21 +237,19 @@ def test_snowflake_target_renders_the_same_documents(
             snowflake_port=server.port,
             snowflake_protocol="http",
         )
-        assert warehouse.load_sample(snowflake) == len(TICKETS)
-        warehouse.build_models(snowflake)
-        assert warehouse.rendered_rows(snowflake, TABLE) == warehouse.rendered_rows(built, TABLE)
+        assert load_sample(snowflake) == len(TICKETS)
+        build_models(snowflake)
+        assert rendered_rows(snowflake, TABLE) == rendered_rows(built, TABLE)
 
-        changes = warehouse.row_changes(snowflake)
+        changes = cdc.row_changes(snowflake)
         assert [(change.op, change.row_key) for change in changes] == [
             ("upsert", key) for key in TICKETS
         ]
-        warehouse.record_emitted(snowflake, changes)
-        assert warehouse.row_changes(snowflake) == []
+        cdc.record_emitted(snowflake, changes)
+        assert cdc.row_changes(snowflake) == []
 
         rebuild_after(snowflake, "DELETE FROM raw.support_tickets WHERE ticket_id = ?", "TCK-1012")
-        assert [(c.op, c.row_key) for c in warehouse.row_changes(snowflake)] == [
-            ("delete", "TCK-1012")
-        ]
+        assert [(c.op, c.row_key) for c in cdc.row_changes(snowflake)] == [("delete", "TCK-1012")]
 
 
 PUBLISHED: list[TableRowChange] = []
@@ -265,12 +264,11 @@ class RecordingRag(RagResource):
 
 @pytest.mark.slow
 def test_sync_warehouse_job_builds_models_and_announces_rows(rag_home: Settings) -> None:
-    from rag_assets import warehouse as warehouse_assets
-
-    warehouse.load_sample(rag_home)
+    load_sample(rag_home)
     PUBLISHED.clear()
     defs = dg.Definitions.merge(
-        warehouse_assets.defs, dg.Definitions(resources={"rag": RecordingRag()})
+        warehouse_assets.warehouse_defs(rag_home),
+        dg.Definitions(resources={"rag": RecordingRag()}),
     )
     result = defs.resolve_job_def("sync_warehouse").execute_in_process()
     assert result.success
@@ -285,38 +283,41 @@ def test_sync_warehouse_job_builds_models_and_announces_rows(rag_home: Settings)
         "deletes": 0,
         "rows": 12,
     }
-    assert warehouse.row_changes(rag_home) == [], "recorded after publishing"
+    assert cdc.row_changes(rag_home) == [], "recorded after publishing"
     schedule = defs.resolve_schedule_def("sync_warehouse_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
-def test_schedule_skips_while_a_sync_is_still_running(rag_home: Settings) -> None:
-    # Imported under rag_home: loading the module may parse the dbt manifest into RAG_HOME.
-    from rag_assets.warehouse import sync_warehouse_schedule
-
+def test_schedule_skips_while_a_sync_is_still_running() -> None:
+    schedule = warehouse_assets.sync_warehouse_schedule
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(instance=instance)
-        assert isinstance(sync_warehouse_schedule(context), dg.RunRequest)
+        assert isinstance(schedule(context), dg.RunRequest)
         instance.add_run(
             dg.DagsterRun(job_name="sync_warehouse", status=dg.DagsterRunStatus.STARTED)
         )
-        assert isinstance(sync_warehouse_schedule(context), dg.SkipReason)
+        assert isinstance(schedule(context), dg.SkipReason)
 
 
 @pytest.mark.slow
 def test_definitions_load_on_a_fresh_clone_without_a_manifest(tmp_path: Path) -> None:
-    env = os.environ | {"RAG_HOME": str(tmp_path / "rag")}
+    """Importing the code location runs no dbt; loading it (Dagster calls `defs`) parses the
+    manifest into RAG_HOME."""
+    manifest = tmp_path / "rag" / "dbt" / "manifest" / "manifest.json"
+    load = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rag_assets import definitions\n"
+        "manifest = Path(sys.argv[1])\n"
+        "print(manifest.exists())\n"
+        "definitions.defs()\n"
+        "print(manifest.exists())\n"
+    )
     loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from rag_assets.warehouse import dbt_project; print(dbt_project.manifest_path)",
-        ],
-        env=env,
+        [sys.executable, "-c", load, str(manifest)],
+        env=os.environ | {"RAG_HOME": str(tmp_path / "rag")},
         capture_output=True,
         text=True,
         check=True,
     )
-    manifest = Path(loaded.stdout.strip().splitlines()[-1])
-    assert manifest == tmp_path / "rag" / "dbt" / "manifest" / "manifest.json"
-    assert manifest.exists()
+    assert loaded.stdout.split()[-2:] == ["False", "True"]

@@ -1,49 +1,25 @@
-"""Answer generation from retrieved hits. `ExtractiveAnswerer` needs no language model: it
-returns the retrieved sentences closest to the question, each cited. It is the fallback
-whenever no LLM is configured or reachable."""
+"""Answers without a language model: `ExtractiveAnswerer` returns the retrieved sentences
+closest to the question, each cited. It is the fallback whenever no LLM is configured or
+reachable."""
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from rag_core.adapters.embedding import Embedder
-from rag_core.domain.schemas import Citation, Hit, Usage
+from rag_core.domain.answers import NO_ANSWER, Generation
+from rag_core.domain.citations import citation_for
+from rag_core.domain.schemas import Hit
 
 EXTRACTIVE = "extractive"
-NO_ANSWER = "I don't know: nothing in the index is relevant enough to answer that."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
-SNIPPET_CHARS = 300
 # Sentences an extractive answer is chosen from: bounds the model's work and memory per answer.
 MAX_CANDIDATES = 64
 
 
-@dataclass(frozen=True)
-class Generation:
-    answer: str
-    citations: list[Citation]
-    generator: str
-    usage: Usage = field(default_factory=Usage)
-
-
-class Answerer(Protocol):
-    name: str
-
-    def generate(self, question: str, hits: list[Hit]) -> Generation: ...
-
-    def stream(self, question: str, hits: list[Hit]) -> Iterator[str | Generation]:
-        """Text deltas, then the complete generation."""
-        ...
-
-
 def sentences_of(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip().split()) >= 4]
-
-
-def citation_for(n: int, hit: Hit) -> Citation:
-    return Citation(n=n, snippet=hit.text[:SNIPPET_CHARS], **hit.model_dump(exclude={"text"}))
 
 
 class ExtractiveAnswerer:

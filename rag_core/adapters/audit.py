@@ -1,7 +1,7 @@
 """An append-only, hash-chained audit trail of right-to-be-forgotten erasures.
 
-Each record is its own object, `audit/<sequence:012d>.json`, written once and never rewritten:
-appending adds the next sequence number and nothing else. Records carry only what was asked
+Each record is its own object, keyed by its sequence number (`layout.audit_record_key`),
+written once and never rewritten: appending adds the next sequence number and nothing else. Records carry only what was asked
 (`scope`, which callers fill with hashes rather than names, so the trail itself never needs
 erasing) and what was done (`outcome`: counts erased per store, verification results).
 
@@ -30,14 +30,13 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from rag_core.domain.ids import digest
 from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.ids import digest
+from rag_core.domain.layout import AUDIT_PREFIX, audit_record_key, audit_sequence
 
-AUDIT_PREFIX = "audit"
 APPEND_ATTEMPTS = 5
 
 HEAD_PATTERN = r"^(\d+):([0-9a-f]{64})?$"  # what `ragctl audit` prints as the head
-_RECORD_KEY = re.compile(rf"{AUDIT_PREFIX}/(\d{{12}})\.json")
 
 
 class AuditConflictError(RuntimeError):
@@ -58,10 +57,6 @@ class AuditRecord(BaseModel):
     outcome: dict[str, Any]
     previous_hash: str
     hash: str
-
-
-def record_key(sequence: int) -> str:
-    return f"{AUDIT_PREFIX}/{sequence:012d}.json"
 
 
 def record_hash(record: AuditRecord) -> str:
@@ -112,7 +107,7 @@ def append(
             previous_hash=latest.hash if latest else "",
             hash="",
         )
-        key = record_key(draft.sequence)
+        key = audit_record_key(draft.sequence)
         if not store.exists(key):
             record = draft.model_copy(update={"hash": record_hash(draft)})
             store.put(key, record.model_dump_json().encode())
@@ -159,7 +154,7 @@ def verify_trail(store: ObjectStore, expected_head: tuple[int, str] | None = Non
             record = _read(store, obj.key)
         except (OSError, ValidationError) as error:
             # Kept in the chain as present but unknown, so it is not also reported as missing.
-            sequence = _key_sequence(obj.key)
+            sequence = audit_sequence(obj.key)
             if sequence is not None:
                 entries.append((sequence, None))
             where = obj.key if sequence is None else f"sequence {sequence}"
@@ -193,21 +188,15 @@ def _recorded(
 
 def _latest(store: ObjectStore) -> AuditRecord | None:
     """The record under the highest sequence key; zero-padding makes key order numeric."""
-    keys = [obj.key for obj in store.list(AUDIT_PREFIX) if _RECORD_KEY.fullmatch(obj.key)]
+    keys = [obj.key for obj in store.list(AUDIT_PREFIX) if audit_sequence(obj.key) is not None]
     return _read(store, keys[-1]) if keys else None
-
-
-def _key_sequence(key: str) -> int | None:
-    match = _RECORD_KEY.fullmatch(key)
-    return int(match.group(1)) if match else None
 
 
 def _record_problems(key: str, record: AuditRecord) -> list[str]:
     problems = []
-    if key != record_key(record.sequence):
-        problems.append(
-            f"sequence {record.sequence}: stored under {key}, not {record_key(record.sequence)}"
-        )
+    expected_key = audit_record_key(record.sequence)
+    if key != expected_key:
+        problems.append(f"sequence {record.sequence}: stored under {key}, not {expected_key}")
     if record.hash != record_hash(record):
         problems.append(f"sequence {record.sequence}: hash does not match its content (tampered)")
     return problems

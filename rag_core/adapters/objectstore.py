@@ -1,19 +1,7 @@
 """Object store over a local folder or S3, through pyarrow's filesystem layer.
 
-Keys are `/`-separated paths relative to the store root. The layout the platform keeps:
-
-    documents/<relative path>          sources, as people and producers put them, each with
-                                       an optional `<path>.meta.json` sidecar (acl, subjects)
-    manifests/<doc_id>/<version>.json  where a document version came from
-    raw/<doc_id>/<version>             the bytes of that version
-    parsed/<doc_id>/<version>.json     parsed elements, or the reason parsing failed
-    failures/<doc_id>/<version>.json   versions that could not be parsed, and why
-    chunks/<doc_id>/<version>.json     chunk records
-    embeddings/<doc_id>/<version>.npy  chunk vectors, in chunk order
-    freshness/<doc_id>/<version>.json  when its change event happened and when it was queryable
-    state/                             producers' bookmarks (what they already announced)
-
-Everything derived from a document lives under keys named by opaque ids only.
+Keys are `/`-separated paths relative to the store root; this adapter gives them no meaning
+(`domain.layout` says what lives where).
 
 On an S3 bucket with versioning enabled, `delete` leaves the older versions and a delete
 marker behind; `purge` removes every version, for erasure.
@@ -26,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
-
-SOURCES_PREFIX = "documents"
 
 
 @dataclass(frozen=True)

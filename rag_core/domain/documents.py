@@ -7,7 +7,12 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel, Field, field_validator
 
 from rag_core.domain.ids import partition_key
-from rag_core.domain.layout import METADATA_SUFFIX, SOURCES_PREFIX, WAREHOUSE_PREFIX
+from rag_core.domain.layout import (
+    METADATA_SUFFIX,
+    SOURCES_PREFIX,
+    WAREHOUSE_PREFIX,
+    is_warehouse_source,
+)
 
 
 def normalize_subject(subject: str) -> str:
@@ -87,7 +92,7 @@ def check_source_key(key: str, *, allow_warehouse: bool = True) -> str:
         raise InvalidSourceKey(f"longer than {MAX_KEY_BYTES} bytes")
     if key.endswith(METADATA_SUFFIX):
         raise InvalidSourceKey(f"an access sidecar ({METADATA_SUFFIX}), not a document")
-    if not allow_warehouse and key.startswith(f"{WAREHOUSE_PREFIX}/"):
+    if not allow_warehouse and is_warehouse_source(key):
         raise InvalidSourceKey(f"under {WAREHOUSE_PREFIX}/, which only the warehouse writes")
     return key
 

@@ -87,6 +87,11 @@ def metadata_key(source_key: str) -> str:
     return source_key + METADATA_SUFFIX
 
 
+def is_warehouse_source(key: str) -> bool:
+    """Whether a source is a warehouse row's document, which only the warehouse writes."""
+    return key.startswith(f"{WAREHOUSE_PREFIX}/")
+
+
 def warehouse_table_prefix(table: str) -> str:
     return f"{WAREHOUSE_PREFIX}/{table}"
 

@@ -14,24 +14,17 @@ from datetime import UTC, datetime
 from confluent_kafka import Message
 from pydantic import BaseModel
 
-from rag_core.adapters import warehouse
-from rag_core.domain.documents import (
-    DocumentVersion,
-    InvalidSourceKey,
-    artifact_key,
-    check_source_key,
-    discover,
-    is_source,
-    known_versions,
-    manifest_source_keys,
-)
+from rag_core.adapters.catalog import discover, known_versions, manifest_source_keys, source_keys
+from rag_core.adapters.kafka import Position, position
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.chunk_store import ChunkStore
+from rag_core.domain.documents import DocumentVersion, InvalidSourceKey, check_source_key
 from rag_core.domain.events import DocumentChange, MalformedEvent, TableRowChange, decode, topics
 from rag_core.domain.ids import doc_id_for
-from rag_core.adapters.index import ChunkIndex
-from rag_core.adapters.kafka import Position, position
-from rag_core.adapters.objectstore import SOURCES_PREFIX, ObjectStore
+from rag_core.domain.layout import Artifact, artifact_key
 from rag_core.flows.pipeline import access_changes, pending_versions
 from rag_core.settings import Settings
+from rag_core.sources import warehouse
 
 
 @dataclass
@@ -44,14 +37,14 @@ class ChangeBatch:
 
 
 def _row_source_key(settings: Settings, store: ObjectStore, row: TableRowChange) -> str:
-    if row.table not in warehouse.DOCUMENT_MODELS:
+    if row.table not in warehouse.collections():
         raise MalformedEvent(f"unknown table {row.table!r}")
     if not warehouse.configured(settings):
         raise MalformedEvent(
             f"no warehouse is configured here ({settings.warehouse_target} target), "
             "so table-row events cannot be applied"
         )
-    return warehouse.sync_row_document(store, settings, row.table, row.row_key)
+    return warehouse.sync_document(store, settings, row.table, row.row_key)
 
 
 def _source_key(settings: Settings, store: ObjectStore, message: Message) -> tuple[str, datetime]:
@@ -87,8 +80,7 @@ def full_batch(store: ObjectStore) -> ChangeBatch:
     """A batch touching every source, present or known from a manifest: reconciling it
     catches up with changes whose events were lost (e.g. an in-memory broker restarted)."""
     now = datetime.now(UTC)
-    keys = {obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)}
-    keys |= manifest_source_keys(store)
+    keys = set(source_keys(store)) | manifest_source_keys(store)
     return ChangeBatch(event_times=dict.fromkeys(sorted(keys), now))
 
 
@@ -108,7 +100,7 @@ class ChangePlan:
         return not self.upserts and not self.deletions
 
 
-def plan_changes(store: ObjectStore, index: ChunkIndex, batch: ChangeBatch) -> ChangePlan:
+def plan_changes(store: ObjectStore, index: ChunkStore, batch: ChangeBatch) -> ChangePlan:
     keys = list(batch.event_times)
     versions = discover(store, keys)
     present = {version.source_key for version in versions}
@@ -153,7 +145,7 @@ def record_freshness(
     ]  # fmt: skip
     for record in records:
         store.put(
-            artifact_key("freshness", record.doc_id, record.version),
+            artifact_key(Artifact.FRESHNESS, record.doc_id, record.version),
             record.model_dump_json().encode(),
         )
     return records
@@ -164,7 +156,7 @@ def note_announcements(store: ObjectStore, plan: ChangePlan) -> None:
     it can record its freshness (the sensor that saw the event is gone by then). The first
     announcement counts: a version announced again waited since the first."""
     for manifest in plan.upserts:
-        key = artifact_key("announced", manifest.doc_id, manifest.version)
+        key = artifact_key(Artifact.ANNOUNCED, manifest.doc_id, manifest.version)
         if manifest.doc_id in plan.event_times and not store.exists(key):
             store.put(key, plan.event_times[manifest.doc_id].isoformat().encode())
 
@@ -175,7 +167,7 @@ def record_announced_freshness(
     """Freshness of the versions a run indexed whose change events the sensor noted."""
     event_times, noted = {}, []
     for manifest in indexed:
-        key = artifact_key("announced", manifest.doc_id, manifest.version)
+        key = artifact_key(Artifact.ANNOUNCED, manifest.doc_id, manifest.version)
         if store.exists(key):
             event_times[manifest.doc_id] = datetime.fromisoformat(store.get(key).decode())
             noted.append(key)
@@ -188,7 +180,7 @@ def record_announced_freshness(
 def recent_freshness(store: ObjectStore, limit: int = 200) -> list[Freshness]:
     """The latest freshness records, newest first."""
     objects = sorted(
-        store.list("freshness"),
+        store.list(Artifact.FRESHNESS),
         key=lambda obj: obj.modified.timestamp() if obj.modified else 0.0,
         reverse=True,
     )

@@ -23,39 +23,32 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rag_core.adapters import audit, warehouse
+from rag_core.adapters import audit
 from rag_core.adapters.cache import ResponseCache, entries_naming
-from rag_core.domain.documents import (
-    ARTIFACT_PREFIXES,
-    METADATA_SUFFIX,
-    SOURCES_PREFIX,
+from rag_core.adapters.catalog import all_manifests, source_keys
+from rag_core.adapters.embedding import forget_query_embeddings
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.chunk_store import ChunkStore, DocumentSelector, TaggedVersionsError
+from rag_core.domain.documents import is_source, normalize_subject
+from rag_core.domain.ids import digest, doc_id_for, version_for
+from rag_core.domain.layout import (
+    STAGE_ARTIFACTS,
+    STATE_PREFIX,
     TOMBSTONES_PREFIX,
-    DocumentVersion,
-    is_source,
-    normalize_subject,
+    Artifact,
+    Stage,
+    artifact_folder,
+    erasure_request_key,
+    metadata_key,
     tombstone_key,
 )
-from rag_core.adapters.embedding import forget_query_embeddings
-from rag_core.domain.ids import digest, doc_id_for, version_for
-from rag_core.adapters.index import ChunkIndex, TaggedVersionsError, sql_in, sql_string
-from rag_core.adapters.objectstore import ObjectStore
 from rag_core.flows.pipeline import ChunkSet
-from rag_core.settings import Settings
 from rag_core.flows.sync import forget_sources
+from rag_core.settings import Settings
+from rag_core.sources import warehouse
 
-REQUESTS_PREFIX = "erasure"
-BOOKMARKS_PREFIX = "state"  # producers' bookmarks: what they announced, by source key
 SCAN_BLOCK_BYTES = 1 << 24
 PHRASE_WORDS = 8
-# Stages of the document pipeline, upstream first, and the artifacts each one wrote.
-STAGE_ARTIFACTS = {
-    "raw_document": ("raw", "manifests"),
-    "parsed_document": ("parsed", "failures"),
-    "chunks": ("chunks",),
-    "embeddings": ("embeddings",),
-    "index": ("announced", "freshness"),
-}
-STAGE_ORDER = tuple(STAGE_ARTIFACTS)
 
 
 class ErasureScope(BaseModel):
@@ -139,16 +132,12 @@ class ErasureRequest(ErasureStatus):
         return ErasureStatus.model_validate(self.model_dump(exclude={"scope", "target"}))
 
 
-def request_key(request_id: str) -> str:
-    return f"{REQUESTS_PREFIX}/{request_id}.json"
-
-
 def save(store: ObjectStore, request: ErasureRequest) -> None:
-    store.put(request_key(request.request_id), request.model_dump_json().encode())
+    store.put(erasure_request_key(request.request_id), request.model_dump_json().encode())
 
 
 def load(store: ObjectStore, request_id: str) -> ErasureRequest | None:
-    key = request_key(request_id)
+    key = erasure_request_key(request_id)
     if not store.exists(key):
         return None
     return ErasureRequest.model_validate_json(store.get(key))
@@ -169,37 +158,31 @@ def submit(
     return request
 
 
-def _manifests(store: ObjectStore) -> list[DocumentVersion]:
-    return [
-        DocumentVersion.model_validate_json(store.get(obj.key)) for obj in store.list("manifests")
-    ]
-
-
 def resolve(
-    settings: Settings, store: ObjectStore, index: ChunkIndex, scope: ErasureScope
+    settings: Settings, store: ObjectStore, index: ChunkStore, scope: ErasureScope
 ) -> ErasureTarget:
     """Every document, source and warehouse row the scope covers."""
-    manifests = _manifests(store)
-    sources = [obj.key for obj in store.list(SOURCES_PREFIX) if is_source(obj.key)]
+    manifests = all_manifests(store)
+    sources = source_keys(store)
     rows: dict[str, list[str]] = {}
     if scope.doc_ids:
-        known = {m.doc_id for m in manifests} | index.documents_where(
-            sql_in("doc_id", scope.doc_ids)
+        known = {m.doc_id for m in manifests} | index.documents_matching(
+            DocumentSelector(doc_ids=tuple(scope.doc_ids))
         )
         doc_ids = set(scope.doc_ids) & known
         keys = set()
     elif scope.source_prefix is not None:
         prefix = scope.source_prefix
         doc_ids = {m.doc_id for m in manifests if m.source_uri.startswith(prefix)}
-        doc_ids |= index.documents_where(f"starts_with(source_uri, {sql_string(prefix)})")
+        doc_ids |= index.documents_matching(DocumentSelector(source_prefix=prefix))
         keys = {key for key in sources if store.uri_for(key).startswith(prefix)}
     else:
         subject = scope.subject or ""
         doc_ids = {m.doc_id for m in manifests if subject in m.subjects}
-        doc_ids |= index.documents_where(f"array_has(subjects, {sql_string(subject)})")
+        doc_ids |= index.documents_matching(DocumentSelector(subject=subject))
         if warehouse.configured(settings):
-            rows = {t: k for t, k in warehouse.rows_about(settings, subject).items() if k}
-        keys = {warehouse.row_source_key(t, k) for t, ks in rows.items() for k in ks}
+            rows = {t: k for t, k in warehouse.records_about(settings, subject).items() if k}
+        keys = {warehouse.document_key(t, k) for t, ks in rows.items() for k in ks}
         doc_ids |= {doc_id_for(store.uri_for(key)) for key in keys}
     keys |= {m.source_key for m in manifests if m.doc_id in doc_ids}
     return ErasureTarget(
@@ -219,13 +202,13 @@ def valid_source_keys(keys: Iterable[str]) -> list[str]:
     return sorted(key for key in set(keys) if is_source(key))
 
 
-def known_chunk_ids(store: ObjectStore, index: ChunkIndex, doc_ids: set[str]) -> list[str]:
+def known_chunk_ids(store: ObjectStore, index: ChunkStore, doc_ids: set[str]) -> list[str]:
     """Chunk ids of every version still known: in any table version on storage and in any
     chunk artifact. Cached answers may have been built from an older version than the
     current one, whose chunk ids differ."""
     ids = index.chunk_ids_in_history(doc_ids)
     for doc_id in doc_ids:
-        for obj in store.list(f"chunks/{doc_id}"):
+        for obj in store.list(artifact_folder(Artifact.CHUNKS, doc_id)):
             ids.update(c.chunk_id for c in ChunkSet.model_validate_json(store.get(obj.key)).chunks)
     return sorted(ids)
 
@@ -237,7 +220,7 @@ class Eraser:
         self,
         settings: Settings,
         store: ObjectStore,
-        index: ChunkIndex,
+        index: ChunkStore,
         cache: ResponseCache,
         request: ErasureRequest,
     ):
@@ -254,21 +237,18 @@ class Eraser:
         """Rows about the subject, in the source tables, the models and the producer state."""
         if self.subject is None or not warehouse.configured(self.settings):
             return
-        for table in warehouse.DOCUMENT_MODELS:
-            keys = self.target.warehouse_rows.get(table, [])
-            warehouse.erase_rows(self.settings, table, keys, self.subject)
-            self._count("warehouse_rows", len(keys))
+        erased = warehouse.erase_records(self.settings, self.subject, self.target.warehouse_rows)
+        self._count("warehouse_rows", erased)
 
-    def stage(self, name: str) -> None:
-        if name == "index":
+    def stage(self, stage: Stage) -> None:
+        if stage == Stage.INDEX:
             self._index()
-        if name == "raw_document":
+        if stage == Stage.RAW:
             self._tombstone_and_delete_sources()
-        for prefix in STAGE_ARTIFACTS[name]:
+        for artifact in STAGE_ARTIFACTS[stage]:
             for doc_id in self.target.doc_ids:
-                self._count(
-                    f"objects:{prefix}", self.store.purge(f"{prefix}/{doc_id}", folder=True)
-                )
+                erased = self.store.purge(artifact_folder(artifact, doc_id), folder=True)
+                self._count(f"objects:{artifact}", erased)
 
     def _index(self) -> None:
         """Rows, then every older table version and the files only they used (full-text
@@ -291,13 +271,15 @@ class Eraser:
         """Then the sync bookmark forgets the sources' keys."""
         sources = valid_source_keys(self.target.source_keys)
         raws = [
-            obj.key for doc_id in self.target.doc_ids for obj in self.store.list(f"raw/{doc_id}")
+            obj.key
+            for doc_id in self.target.doc_ids
+            for obj in self.store.list(artifact_folder(Artifact.RAW, doc_id))
         ]
         for key in [*raws, *(k for k in sources if self.store.exists(k))]:
             tombstone = tombstone_key(version_for(self.store.get(key)))
             self.store.put(tombstone, self.request.request_id.encode())
         for key in sources:
-            if self.store.purge(key) + self.store.purge(key + METADATA_SUFFIX):
+            if self.store.purge(key) + self.store.purge(metadata_key(key)):
                 self._count("sources", 1)
         self._count("bookmark_entries", forget_sources(self.store, sources))
 
@@ -318,7 +300,7 @@ def residue(settings: Settings, store: ObjectStore, needles: Collection[str]) ->
     cache = settings.cache_dir
     files = [path for path in cache.rglob("*") if path.is_file()] if cache.is_dir() else []
     found = [str(path) for path in files if _file_holds(path, wanted)]
-    bookmarks = [obj.key for obj in store.list(BOOKMARKS_PREFIX)]
+    bookmarks = [obj.key for obj in store.list(STATE_PREFIX)]
     return found + [key for key in bookmarks if _holds(store.get(key).lower(), wanted)]
 
 
@@ -341,7 +323,7 @@ def _file_holds(path: Path, needles: list[bytes]) -> bool:
 def verify(
     settings: Settings,
     store: ObjectStore,
-    index: ChunkIndex,
+    index: ChunkStore,
     cache: ResponseCache,
     request: ErasureRequest,
     phrases: Sequence[str] = (),
@@ -351,15 +333,15 @@ def verify(
     doc_ids = set(target.doc_ids)
     subject = request.scope.subject if request.scope else None
     sources = valid_source_keys(target.source_keys)
-    source_keys = [*sources, *(key + METADATA_SUFFIX for key in sources)]
+    source_objects = [*sources, *map(metadata_key, sources)]
     checks = {
         "index_versions": not index.versions_holding(doc_ids),
         "artifacts": not any(
-            store.stored_versions(f"{prefix}/{doc_id}", folder=True)
-            for prefix in ARTIFACT_PREFIXES
+            store.stored_versions(artifact_folder(artifact, doc_id), folder=True)
+            for artifact in Artifact
             for doc_id in doc_ids
         ),
-        "sources": not any(store.stored_versions(key) for key in source_keys),
+        "sources": not any(store.stored_versions(key) for key in source_objects),
         "cache": cache.referencing(target.chunk_ids) == 0
         and not entries_naming(cache, {*doc_ids, *target.chunk_ids}, _texts(subject)),
         "bytes_on_disk": not residue(settings, store, [*doc_ids, *sources, *_texts(subject)]),
@@ -370,28 +352,24 @@ def verify(
         ),
     }
     if subject is not None and warehouse.configured(settings):
-        checks["warehouse"] = warehouse.rows_left_about(settings, subject) == 0
+        checks["warehouse"] = warehouse.records_left_about(settings, subject) == 0
     return checks
 
 
-def distinctive_phrases(index: ChunkIndex, doc_ids: Sequence[str], limit: int = 20) -> list[str]:
+def distinctive_phrases(index: ChunkStore, doc_ids: Sequence[str], limit: int = 20) -> list[str]:
     """Opening words of one chunk per document, kept in memory only, to search for after."""
-    table = index.table()
-    if table is None or not doc_ids:
-        return []
-    where = f"{sql_in('doc_id', doc_ids[:limit])} AND position = 0"
-    rows = table.search().where(where).select(["text"]).limit(limit).to_list()
-    return [" ".join(row["text"].split()[:PHRASE_WORDS]) for row in rows]
+    texts = index.first_chunk_texts(doc_ids, limit)
+    return [" ".join(text.split()[:PHRASE_WORDS]) for text in texts]
 
 
 def erase(
     settings: Settings,
     store: ObjectStore,
-    index: ChunkIndex,
+    index: ChunkStore,
     cache: ResponseCache,
     request_id: str,
     *,
-    stage_order: Sequence[str] = tuple(reversed(STAGE_ORDER)),
+    stage_order: Sequence[Stage] = tuple(reversed(Stage)),
     on_erased: Callable[[ErasureTarget], None] = lambda target: None,
 ) -> tuple[ErasureRequest, list[str]]:
     """Carry out (or resume) a request up to verification; it is saved after each step.
@@ -423,10 +401,10 @@ def erase(
 def _erase_target(
     settings: Settings,
     store: ObjectStore,
-    index: ChunkIndex,
+    index: ChunkStore,
     cache: ResponseCache,
     request: ErasureRequest,
-    stage_order: Sequence[str],
+    stage_order: Sequence[Stage],
 ) -> None:
     tags = index.tags()
     if tags and not request.untag_versions:

@@ -15,17 +15,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel
 
-from rag_core.domain.chunking import Chunk, chunk_document
-from rag_core.domain.documents import (
-    DocumentVersion,
-    artifact_key,
-    capture_raw,
-    known_versions,
-    remove_artifacts,
-)
+from rag_core.adapters.catalog import capture_raw, known_versions, remove_artifacts
 from rag_core.adapters.embedding import Embedder
-from rag_core.adapters.index import ChunkIndex, chunk_schema
 from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.chunk_store import ChunkStore, chunk_schema
+from rag_core.domain.chunking import Chunk, chunk_document
+from rag_core.domain.documents import DocumentVersion
+from rag_core.domain.layout import Artifact, artifact_key
 from rag_core.domain.parsing import ParsedDocument, parse_document, warm_up_parser
 from rag_core.settings import Settings
 
@@ -78,12 +74,12 @@ def parse_versions(
     """Parse each version's raw bytes and record the result (and any failure) per version."""
     items = []
     for manifest in manifests:
-        raw_key = artifact_key("raw", manifest.doc_id, manifest.version)
+        raw_key = artifact_key(Artifact.RAW, manifest.doc_id, manifest.version)
         items.append((store.get(raw_key) if store.exists(raw_key) else None, manifest.file_name))
     parsed_documents = _parse_all(items, workers)
     for manifest, parsed in zip(manifests, parsed_documents, strict=True):
         store.put(
-            artifact_key("parsed", manifest.doc_id, manifest.version),
+            artifact_key(Artifact.PARSED, manifest.doc_id, manifest.version),
             parsed.model_dump_json().encode(),
         )
         if not parsed.ok:
@@ -93,7 +89,7 @@ def parse_versions(
                 "reason": parsed.error,
             }
             store.put(
-                artifact_key("failures", manifest.doc_id, manifest.version),
+                artifact_key(Artifact.FAILURE, manifest.doc_id, manifest.version),
                 json.dumps(failure).encode(),
             )
     return parsed_documents
@@ -101,19 +97,19 @@ def parse_versions(
 
 def parse_failures(store: ObjectStore) -> list[dict[str, str]]:
     """Versions that could not be parsed, with the reason (no file names or content)."""
-    return [json.loads(store.get(obj.key)) for obj in store.list("failures")]
+    return [json.loads(store.get(obj.key)) for obj in store.list(Artifact.FAILURE)]
 
 
 def chunk_version(
     store: ObjectStore, manifest: DocumentVersion, *, size: int, overlap: int
 ) -> ChunkSet:
     parsed = ParsedDocument.model_validate_json(
-        store.get(artifact_key("parsed", manifest.doc_id, manifest.version))
+        store.get(artifact_key(Artifact.PARSED, manifest.doc_id, manifest.version))
     )
     chunks = chunk_document(parsed, manifest.doc_id, manifest.version, size=size, overlap=overlap)
     chunk_set = ChunkSet(title=parsed.title, chunks=chunks)
     store.put(
-        artifact_key("chunks", manifest.doc_id, manifest.version),
+        artifact_key(Artifact.CHUNKS, manifest.doc_id, manifest.version),
         chunk_set.model_dump_json().encode(),
     )
     return chunk_set
@@ -121,12 +117,12 @@ def chunk_version(
 
 def read_chunks(store: ObjectStore, manifest: DocumentVersion) -> ChunkSet:
     return ChunkSet.model_validate_json(
-        store.get(artifact_key("chunks", manifest.doc_id, manifest.version))
+        store.get(artifact_key(Artifact.CHUNKS, manifest.doc_id, manifest.version))
     )
 
 
 def read_vectors(store: ObjectStore, manifest: DocumentVersion) -> np.ndarray:
-    data = store.get(artifact_key("embeddings", manifest.doc_id, manifest.version))
+    data = store.get(artifact_key(Artifact.EMBEDDINGS, manifest.doc_id, manifest.version))
     vectors: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
     return vectors
 
@@ -134,7 +130,7 @@ def read_vectors(store: ObjectStore, manifest: DocumentVersion) -> np.ndarray:
 def embed_versions(
     store: ObjectStore,
     embedder: Embedder,
-    index: ChunkIndex,
+    index: ChunkStore,
     manifests: Sequence[DocumentVersion],
 ) -> int:
     """Embed the chunks of many versions in one batch (the model is the bottleneck, and it is
@@ -167,7 +163,9 @@ def _save_vectors(
     array = np.stack(vectors) if vectors else np.zeros((0, dimension), dtype=np.float32)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    store.put(artifact_key("embeddings", manifest.doc_id, manifest.version), buffer.getvalue())
+    store.put(
+        artifact_key(Artifact.EMBEDDINGS, manifest.doc_id, manifest.version), buffer.getvalue()
+    )
 
 
 def version_rows(store: ObjectStore, manifest: DocumentVersion, dimension: int) -> pa.Table:
@@ -205,7 +203,7 @@ class IndexResult:
 
 def index_versions(
     store: ObjectStore,
-    index: ChunkIndex,
+    index: ChunkStore,
     manifests: Sequence[DocumentVersion],
     *,
     dimension: int,
@@ -231,7 +229,7 @@ def index_versions(
 
 
 def access_changes(
-    index: ChunkIndex, manifests: Sequence[DocumentVersion]
+    index: ChunkStore, manifests: Sequence[DocumentVersion]
 ) -> list[DocumentVersion]:
     """Manifests whose document has rows in the index with other access than theirs (the
     source's, see `discover`)."""
@@ -244,7 +242,7 @@ def access_changes(
     return changed
 
 
-def update_access(index: ChunkIndex, manifests: Sequence[DocumentVersion]) -> list[DocumentVersion]:
+def update_access(index: ChunkStore, manifests: Sequence[DocumentVersion]) -> list[DocumentVersion]:
     """Give the rows of each manifest's document the manifest's acl and subjects where they
     differ; returns those manifests. Text and vectors do not depend on access, so no stage
     runs again and the model is not called."""
@@ -255,7 +253,7 @@ def update_access(index: ChunkIndex, manifests: Sequence[DocumentVersion]) -> li
 
 
 def pending_versions(
-    store: ObjectStore, index: ChunkIndex, manifests: Sequence[DocumentVersion]
+    store: ObjectStore, index: ChunkStore, manifests: Sequence[DocumentVersion]
 ) -> list[DocumentVersion]:
     """Versions not yet indexed: not in the table, not recorded as unparseable, and without
     a recorded empty chunk set. Replayed events find nothing pending."""
@@ -263,9 +261,12 @@ def pending_versions(
     pending = []
     for manifest in manifests:
         pair = (manifest.doc_id, manifest.version)
-        if pair in live or store.exists(artifact_key("failures", *pair)):
+        if pair in live or store.exists(artifact_key(Artifact.FAILURE, *pair)):
             continue
-        if store.exists(artifact_key("chunks", *pair)) and not read_chunks(store, manifest).chunks:
+        if (
+            store.exists(artifact_key(Artifact.CHUNKS, *pair))
+            and not read_chunks(store, manifest).chunks
+        ):
             continue
         pending.append(manifest)
     return pending
@@ -274,7 +275,7 @@ def pending_versions(
 def build_versions(
     settings: Settings,
     store: ObjectStore,
-    index: ChunkIndex,
+    index: ChunkStore,
     embedder: Embedder,
     manifests: Sequence[DocumentVersion],
     *,
@@ -301,7 +302,7 @@ def build_versions(
 
 
 def retire_documents(
-    store: ObjectStore, index: ChunkIndex, doc_ids: Sequence[str]
+    store: ObjectStore, index: ChunkStore, doc_ids: Sequence[str]
 ) -> list[tuple[str, str]]:
     """Remove deleted documents: index rows first, then every version's artifacts; returns
     the (doc_id, version) pairs that had been indexed or discovered."""

@@ -3,10 +3,10 @@ response or as a stream of text deltas closed by the full response."""
 
 from collections.abc import Iterator
 
-from rag_core.adapters.answering import NO_ANSWER, Answerer, Generation
 from rag_core.adapters.cache import ResponseCache, cache_key, normalize_question
-from rag_core.flows.retrieval import Groups, Retriever
+from rag_core.domain.answers import NO_ANSWER, Answerer, Generation
 from rag_core.domain.schemas import Hit, QueryRequest, QueryResponse
+from rag_core.flows.retrieval import Groups, Retriever
 from rag_core.telemetry import stage
 
 

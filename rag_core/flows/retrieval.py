@@ -1,5 +1,6 @@
 """Hybrid retrieval: vector and full-text rankings fused by reciprocal rank, metadata filters
-pushed into both LanceDB queries, near-duplicate chunks collapsed, then an optional rerank."""
+and the caller's access pushed into both index queries, near-duplicate chunks collapsed, then
+an optional rerank."""
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -7,42 +8,11 @@ from typing import Any
 import numpy as np
 
 from rag_core.adapters.embedding import Embedder
-from rag_core.adapters.index import ChunkIndex, sql_in, sql_string
 from rag_core.adapters.reranking import NoReranker, Reranker
+from rag_core.domain.chunk_store import ChunkFilter, ChunkStore, Groups
 from rag_core.domain.schemas import Hit, SearchFilters, SearchMode
 from rag_core.settings import Settings
 from rag_core.telemetry import stage
-
-Groups = frozenset[str] | None  # the caller's groups; None reads everything (dev mode only)
-
-
-def access_expression(groups: Groups) -> str | None:
-    """Chunks the caller may read: public ones (empty acl) and those sharing a group."""
-    if groups is None:
-        return None
-    public = "(acl IS NULL OR array_length(acl) = 0)"
-    if not groups:
-        return public
-    shared = ", ".join(sql_string(group) for group in sorted(groups))
-    return f"({public} OR array_has_any(acl, make_array({shared})))"
-
-
-def filter_expression(filters: SearchFilters | None, groups: Groups = None) -> str | None:
-    """SQL predicate for LanceDB's prefilter (access first), or None when nothing is
-    filtered. Applied inside both queries, so a chunk the caller may not read is never a
-    candidate, let alone a hit, a rerank input or a citation."""
-    access = access_expression(groups)
-    clauses = [access] if access else []
-    filters = filters or SearchFilters()
-    if filters.doc_ids is not None:
-        clauses.append(sql_in("doc_id", filters.doc_ids) if filters.doc_ids else "FALSE")
-    if filters.source_prefix:
-        clauses.append(f"starts_with(source_uri, {sql_string(filters.source_prefix)})")
-    if filters.ingested_after:
-        clauses.append(f"ingested_at >= TIMESTAMP '{filters.ingested_after.isoformat()}'")
-    if filters.ingested_before:
-        clauses.append(f"ingested_at < TIMESTAMP '{filters.ingested_before.isoformat()}'")
-    return " AND ".join(clauses) or None
 
 
 def reciprocal_rank_fusion(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
@@ -91,7 +61,7 @@ def _without_near_duplicates(candidates: list[_Candidate], threshold: float) -> 
 class Retriever:
     def __init__(
         self,
-        index: ChunkIndex,
+        index: ChunkStore,
         embedder: Embedder,
         settings: Settings,
         reranker: Reranker | None = None,
@@ -110,19 +80,21 @@ class Retriever:
         groups: Groups = None,
     ) -> list[Hit]:
         with stage("retrieve"):
-            where = filter_expression(filters, groups)
-            candidates = self._fused(query, where, mode or self.settings.retrieval_mode)
+            chunk_filter = ChunkFilter.of(filters, groups)
+            candidates = self._fused(query, chunk_filter, mode or self.settings.retrieval_mode)
             distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
         with stage("rerank"):
             return self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
 
-    def _fused(self, query: str, where: str | None, mode: SearchMode) -> list[_Candidate]:
+    def _fused(self, query: str, chunk_filter: ChunkFilter, mode: SearchMode) -> list[_Candidate]:
         limit = self.settings.candidates
         query_vector = self.embedder.embed_query(query)
         vector_rows = (
-            self.index.vector_search(query_vector, limit, where) if mode != "keyword" else []
+            self.index.vector_search(query_vector, limit, chunk_filter) if mode != "keyword" else []
         )
-        keyword_rows = self.index.keyword_search(query, limit, where) if mode != "vector" else []
+        keyword_rows = (
+            self.index.keyword_search(query, limit, chunk_filter) if mode != "vector" else []
+        )
 
         candidates: dict[str, _Candidate] = {}
         for row in [*vector_rows, *keyword_rows]:

@@ -36,6 +36,10 @@ from confluent_kafka import (
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from rag_core import services
+from rag_core.adapters.kafka import EventPublisher, consumer_config, position
+from rag_core.domain.documents import DocumentVersion
+from rag_core.domain.events import topics
+from rag_core.domain.parsing import warm_up_parser
 from rag_core.flows.changes import (
     ChangeBatch,
     ChangePlan,
@@ -45,10 +49,6 @@ from rag_core.flows.changes import (
     read_batch,
     record_freshness,
 )
-from rag_core.domain.documents import DocumentVersion
-from rag_core.domain.events import topics
-from rag_core.adapters.kafka import EventPublisher, consumer_config, position
-from rag_core.domain.parsing import warm_up_parser
 from rag_core.flows.pipeline import build_versions, retire_documents
 from rag_core.settings import Settings
 from rag_core.telemetry import (

@@ -2,7 +2,7 @@
 (on its first scan, with the manifests of what was indexed) and emits upsert and delete
 events for the difference.
 
-Its bookmark (`state/object_sync.json`) records each source's size, modification times and
+Its bookmark (`layout.SYNC_STATE_KEY`) records each source's size, modification times and
 version; a source whose listing entry is unchanged is not read again, unless it was modified
 around the previous scan (S3 keeps modification times to the second, so a same-size rewrite
 within that second looks unchanged). The bookmark is saved
@@ -16,19 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
-from rag_core.domain.documents import (
-    WAREHOUSE_PREFIX,
-    SourceMetadata,
-    is_source,
-    manifest_source_keys,
-    metadata_key,
-    read_source,
-)
+from rag_core.adapters.catalog import manifest_source_keys, read_source
+from rag_core.adapters.objectstore import ObjectStore, StoredObject
+from rag_core.domain.documents import SourceMetadata, is_source
 from rag_core.domain.events import DocumentChange, document_change
 from rag_core.domain.ids import digest, version_for
-from rag_core.adapters.objectstore import SOURCES_PREFIX, ObjectStore, StoredObject
+from rag_core.domain.layout import SOURCES_PREFIX, SYNC_STATE_KEY, is_warehouse_source, metadata_key
 
-STATE_KEY = "state/object_sync.json"
 # Listing times are to the second on S3; allow for that and a little clock skew.
 MTIME_RESOLUTION = timedelta(seconds=2)
 
@@ -57,9 +51,9 @@ class SyncState(BaseModel):
 
 
 def _load_state(store: ObjectStore) -> SyncState:
-    if not store.exists(STATE_KEY):
+    if not store.exists(SYNC_STATE_KEY):
         return SyncState()
-    return SyncState.model_validate_json(store.get(STATE_KEY))
+    return SyncState.model_validate_json(store.get(SYNC_STATE_KEY))
 
 
 def _settled_before(objects: list[StoredObject | None], since: datetime | None) -> bool:
@@ -75,9 +69,7 @@ def scan(store: ObjectStore) -> tuple[list[DocumentChange], SyncState]:
     state = _load_state(store)
     scanned_at = datetime.now(UTC)
     listing = {
-        obj.key: obj
-        for obj in store.list(SOURCES_PREFIX)
-        if not obj.key.startswith(f"{WAREHOUSE_PREFIX}/")
+        obj.key: obj for obj in store.list(SOURCES_PREFIX) if not is_warehouse_source(obj.key)
     }
     events: list[DocumentChange] = []
     sources: dict[str, SourceStamp] = {}
@@ -114,9 +106,7 @@ def _vanished(store: ObjectStore, state: SyncState, listing: dict[str, StoredObj
     scan is still announced as deleted."""
     known = set(state.sources)
     if state.scanned_at is None:
-        known |= {
-            key for key in manifest_source_keys(store) if not key.startswith(WAREHOUSE_PREFIX)
-        }
+        known |= {key for key in manifest_source_keys(store) if not is_warehouse_source(key)}
     return {key for key in known if key not in listing}
 
 
@@ -131,8 +121,10 @@ def forget_sources(store: ObjectStore, keys: Collection[str]) -> int:
     erased = set(keys) & set(state.sources)
     if erased:
         kept = {key: stamp for key, stamp in state.sources.items() if key not in erased}
-        store.purge(STATE_KEY)
-        store.put(STATE_KEY, state.model_copy(update={"sources": kept}).model_dump_json().encode())
+        store.purge(SYNC_STATE_KEY)
+        store.put(
+            SYNC_STATE_KEY, state.model_copy(update={"sources": kept}).model_dump_json().encode()
+        )
     return len(erased)
 
 
@@ -143,5 +135,5 @@ def sync_object_store(
     events, state = scan(store)
     if events:
         publish(events)
-    store.put(STATE_KEY, state.model_dump_json().encode())
+    store.put(SYNC_STATE_KEY, state.model_dump_json().encode())
     return events

@@ -3,7 +3,7 @@ the request thread pool, so they answer however busy the API is.
 
 - Liveness (`/livez`, and `/healthz` as before): the process answers; no I/O at all.
 - Readiness (`/readyz`): each dependency's state, from checks that cost the same whatever the
-  index's size, run at most every couple of seconds (`rag_core.adapters.dependencies.ReadinessProbe`);
+  index's size, run at most every couple of seconds (`rag_serving.readiness.ReadinessProbe`);
   503 when a required one (the index) is down, 200 while only optional ones (the cache, the
   LLM) are, as answers go on without them.
 """
@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from rag_core.adapters.dependencies import ReadinessProbe
 from rag_core.domain.schemas import ReadinessReport
+from rag_serving.readiness import ReadinessProbe
 
 router = APIRouter(tags=["health"])
 

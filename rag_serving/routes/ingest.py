@@ -9,22 +9,19 @@ from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Qu
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from rag_core.adapters.catalog import discover, known_versions, put_source, read_manifest
+from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain import layout
 from rag_core.domain.documents import (
     DocumentVersion,
     InvalidSourceKey,
     SourceMetadata,
     check_source_key,
-    discover,
-    known_versions,
-    put_source,
-    read_manifest,
-    tombstone_key,
 )
 from rag_core.domain.ids import version_for
-from rag_core.adapters.objectstore import SOURCES_PREFIX, ObjectStore
-from rag_core.settings import Settings
+from rag_core.flows.orchestration import Orchestrator
 from rag_serving.auth import INGEST, require_scope
-from rag_serving.deps import ObjectStoreDep, SettingsDep
+from rag_serving.deps import ObjectStoreDep, OrchestratorDep
 
 router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_scope(INGEST))])
 log = logging.getLogger(__name__)
@@ -46,7 +43,7 @@ class AcceptedDocument(BaseModel):
 def source_key_for(key: str) -> str:
     """`documents/<key>`, or 422 saying why the key cannot name a source."""
     try:
-        return check_source_key(f"{SOURCES_PREFIX}/{key}", allow_warehouse=False)
+        return check_source_key(layout.source_key(key), allow_warehouse=False)
     except InvalidSourceKey as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"key: {exc}") from exc
 
@@ -54,7 +51,7 @@ def source_key_for(key: str) -> str:
 def _store(
     store: ObjectStore, source_key: str, content: bytes, metadata: SourceMetadata | None
 ) -> DocumentVersion:
-    if store.exists(tombstone_key(version_for(content))):
+    if store.exists(layout.tombstone_key(version_for(content))):
         raise HTTPException(status.HTTP_409_CONFLICT, "this content was erased on request")
     put_source(store, source_key, content, metadata)
     return discover(store, [source_key])[0]
@@ -90,12 +87,12 @@ async def upload_document(
     return _accepted(await run_in_threadpool(_store, store, source_key, content, metadata))
 
 
-def index_source(settings: Settings, source_key: str) -> None:
-    from rag_assets.ingest import IndexingRunFailed, ingest_sources, local_instance
-
+def index_source(orchestrator: Orchestrator, source_key: str) -> None:
+    """Index the source's new version without waiting for a submitted run; a failure is
+    logged, as there is no caller left to tell."""
     try:
-        ingest_sources(settings, local_instance(settings), [source_key])
-    except IndexingRunFailed:
+        orchestrator.index_sources([source_key], wait=False)
+    except Exception:
         log.exception("reindexing %s failed", source_key)
 
 
@@ -107,7 +104,7 @@ def index_source(settings: Settings, source_key: str) -> None:
 def reindex_document(
     doc_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="32 hex digits.")],
     store: ObjectStoreDep,
-    settings: SettingsDep,
+    orchestrator: OrchestratorDep,
     tasks: BackgroundTasks,
 ) -> AcceptedDocument:
     """Index the document's source as it is now (a new version, a changed acl), in the
@@ -117,5 +114,5 @@ def reindex_document(
     current = discover(store, [source_key]) if source_key else []
     if not current:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {doc_id} with a source")
-    tasks.add_task(index_source, settings, current[0].source_key)
+    tasks.add_task(index_source, orchestrator, current[0].source_key)
     return _accepted(current[0])

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.domain.documents import SourceMetadata, put_source
+from rag_core.adapters.catalog import put_source
+from rag_core.domain.documents import SourceMetadata
 from rag_core.domain.ids import doc_id_for
 from rag_core.settings import Settings
 from rag_serving.main import create_app

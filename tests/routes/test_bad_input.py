@@ -7,7 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag_core import services
-from rag_core.domain.documents import SourceMetadata, read_source
+from rag_core.adapters.catalog import read_source
+from rag_core.domain.documents import SourceMetadata
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 

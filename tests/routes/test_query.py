@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rag_core import services
+from rag_core.domain.chunk_store import DocumentSelector
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 
@@ -110,8 +111,9 @@ def test_streaming_sends_tokens_then_the_full_response(client: TestClient) -> No
 
 def test_extractive_citations_hold_the_quoted_sentences(client: TestClient) -> None:
     body = client.post("/v1/query", json={"question": "What does VACUUM reclaim?"}).json()
-    table = services.chunk_index(client.app.state.query_service.retriever.settings).table()
+    index = services.chunk_index(client.app.state.query_service.retriever.settings)
     for sentence, n in re.findall(r"(.+?) \\[(\\d+)\\]\\s*", body["answer"]):
         [citation] = [c for c in body["citations"] if c["n"] == int(n)]
-        [row] = table.search().where(f"chunk_id = '{citation['chunk_id']}'").to_list()
+        rows = index.rows(DocumentSelector(doc_ids=(citation["doc_id"],)))
+        [row] = [row for row in rows if row["chunk_id"] == citation["chunk_id"]]
         assert sentence.strip() in row["text"]

@@ -1,5 +1,6 @@
 -- One searchable document per ticket (its latest version): a Markdown body, the groups that
--- may read it and the people it is about. rag_core.warehouse diffs this table to emit events.
+-- may read it and the people it is about. rag_core.adapters.warehouse.cdc diffs this table
+-- to emit events.
 {%- set nl = "chr(10)" %}
 
 with latest as (

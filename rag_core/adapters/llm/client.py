@@ -1,0 +1,92 @@
+"""Answers by a chat model over the OpenAI-compatible protocol, with their token usage and
+cost counted; citations are re-attributed to the passages that hold each sentence."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+
+from rag_core.domain.answers import Answerer, Generation
+from rag_core.domain.citations import citation_for, supported_answer
+from rag_core.domain.prompting import prompt_messages
+from rag_core.domain.schemas import Hit, Usage
+from rag_core.settings import Settings
+from rag_core.telemetry import LLM_COST, LLM_TOKENS
+
+UNREACHABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError)
+
+
+class LLMAnswerer:
+    """Answers with an OpenAI-compatible chat model; falls back to another answerer (the
+    extractive one) when the model cannot be reached."""
+
+    def __init__(self, settings: Settings, fallback: Answerer):
+        self.name = settings.llm_model
+        self._settings = settings
+        self._fallback = fallback
+        self._client = openai.OpenAI(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            timeout=settings.llm_timeout_seconds,
+            max_retries=0,
+        )
+
+    def _generation(self, text: str, hits: list[Hit], usage: Usage) -> Generation:
+        answer, cited = supported_answer(text, hits)
+        citations = [citation_for(n, hits[n - 1]) for n in cited]
+        return Generation(answer=answer, citations=citations, generator=self.name, usage=usage)
+
+    def _request(self, question: str, hits: list[Hit]) -> dict[str, Any]:
+        return {
+            "model": self._settings.llm_model,
+            "messages": prompt_messages(question, hits),
+            "max_tokens": self._settings.llm_max_tokens,
+            "temperature": 0,
+        }
+
+    def generate(self, question: str, hits: list[Hit]) -> Generation:
+        try:
+            completion = self._client.chat.completions.create(**self._request(question, hits))
+        except UNREACHABLE:
+            return self._fallback.generate(question, hits)
+        text = completion.choices[0].message.content or ""
+        return self._generation(text, hits, self._usage(completion.usage))
+
+    def stream(self, question: str, hits: list[Hit]) -> Iterator[str | Generation]:
+        """Deltas as the model writes them; the closing generation carries the answer with
+        unsupported citation markers removed."""
+        try:
+            chunks = self._client.chat.completions.create(
+                **self._request(question, hits), stream=True, stream_options={"include_usage": True}
+            )
+            parts, usage = [], None
+            for chunk in chunks:
+                usage = chunk.usage or usage
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except UNREACHABLE:
+            yield from self._fallback.stream(question, hits)
+            return
+        if usage is None:  # llama.cpp's server omits streamed usage; it sends a token a chunk
+            usage = openai.types.CompletionUsage(
+                prompt_tokens=0, completion_tokens=len(parts), total_tokens=len(parts)
+            )
+        yield self._generation("".join(parts), hits, self._usage(usage))
+
+    def _usage(self, usage: openai.types.CompletionUsage | None) -> Usage:
+        prompt = usage.prompt_tokens if usage else 0
+        completion = usage.completion_tokens if usage else 0
+        prompt_price, completion_price = self._settings.llm_prices.get(self.name, (0.0, 0.0))
+        cost = (prompt * prompt_price + completion * completion_price) / 1_000_000
+        currency = self._settings.currency
+        LLM_TOKENS.labels(self.name, "prompt").inc(prompt)
+        LLM_TOKENS.labels(self.name, "completion").inc(completion)
+        LLM_COST.labels(self.name, currency).inc(cost)
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=round(cost, 8),
+            currency=currency,
+        )

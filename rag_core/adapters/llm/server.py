@@ -1,0 +1,31 @@
+"""The embedded model served on loopback, so that it is reached like any other provider."""
+
+import sys
+from pathlib import Path
+
+import httpx
+
+from rag_core.adapters.llm.weights import LOCAL_MODEL
+from rag_core.adapters.processes import ChildServer
+
+
+class LocalLLMServer(ChildServer):
+    """llama-cpp-python's OpenAI-compatible server as a child process on loopback."""
+
+    name = "the local LLM server"
+    start_timeout = 120.0
+
+    def __init__(self, model_path: Path, port: int, context_tokens: int = 4096):
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+            "--model_alias", LOCAL_MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", str(context_tokens),
+        ]  # fmt: skip
+        super().__init__(command)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
