@@ -30,14 +30,14 @@ from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
 from rag_core import services
 from rag_core.adapters.catalog import delete_source, put_source
-from rag_core.domain.layout import source_key
-from rag_core.domain.events import dead_letter
 from rag_core.adapters.kafka import EventPublisher, consumer_config
 from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
+from rag_core.domain.events import dead_letter
+from rag_core.domain.layout import source_key
 from rag_core.domain.stats import percentile
-from rag_core.settings import Settings
 from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings
 
 TARGET_P95_S = 1.0
 POLL_SECONDS = 0.02

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from rag_core import services
-from rag_core.domain.stats import percentile
 from rag_core.adapters.catalog import add_sources
+from rag_core.domain.stats import percentile
 from rag_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

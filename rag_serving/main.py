@@ -6,12 +6,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from rag_core import services
-from rag_serving.ratelimit import build_rate_limiter
 from rag_core.settings import Settings, get_settings
 from rag_serving.admission import limit_admission
 from rag_serving.auth import build_authenticator
 from rag_serving.hardening import protect
 from rag_serving.observability import configure_tracing, instrument
+from rag_serving.ratelimit import build_rate_limiter
 from rag_serving.readiness import ReadinessProbe, serving_dependencies
 from rag_serving.routes import admin, audit, erasure, health, ingest, metrics, query, search
 

@@ -92,13 +92,14 @@ def _in_process(settings: Settings) -> Orchestrator:
 
 @contextmanager
 def failing_the_request(store: ObjectStore, request_id: str) -> Iterator[None]:
-    """Whatever fails carrying out a request fails the request too, with its reason, unless the
-    request already says so (the erasure records its own failures)."""
+    """A run that fails before the erasure takes the request up (it cannot be launched, or
+    cannot start) fails the request, with the reason. Once taken up, the erasure records its
+    own failures, and a crash between its checkpoints leaves the request running, to resume."""
     try:
         yield
     except Exception as failure:
         request = erasure.load(store, request_id)
-        if request is not None and request.status != "failed":
+        if request is not None and request.status == "pending":
             erasure.fail(store, request, failure)
         raise
 
