@@ -19,7 +19,7 @@ def build_defs(rag: RagResource) -> dg.Definitions:
     """The code location on `rag`. The erasure asset gets its lineage from the location's own
     assets, read when a run first needs it: by then every asset is in."""
 
-    def lineage(_: dg.InitResourceContext) -> tuple[Stage, ...]:
+    def lineage() -> tuple[Stage, ...]:
         return erasure.lineage_stages(location.resolve_all_asset_specs())
 
     location = dg.Definitions.merge(
@@ -30,7 +30,7 @@ def build_defs(rag: RagResource) -> dg.Definitions:
         dg.Definitions(
             resources={
                 "rag": rag,
-                erasure.LINEAGE: dg.ResourceDefinition(lineage),
+                erasure.LINEAGE: dg.ResourceDefinition.hardcoded_resource(lineage),
             }
         ),
     )

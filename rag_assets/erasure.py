@@ -4,17 +4,17 @@ asset check `absence_verified` proves the absence; the request completes only wh
 check passes. Every entry point (`ragctl forget`, the REST API) runs this job, through the
 orchestration port (in process, or submitted to a running Dagster).
 
-The asset walks the code location's asset graph downstream from `raw_document` (its lineage,
-which the code location provides as the `erasure_lineage` resource) and erases at every asset
-it finds, serving end first; an asset without an eraser fails the run before anything is
-erased, so a new pipeline stage cannot silently keep erased data.
+The asset walks the code location's asset graph downstream from `raw_document` (the lineage
+the code location provides as the `erasure_lineage` resource) and erases at every asset it
+finds, serving end first; an asset without an eraser fails the run and the request before
+anything is erased, so a new pipeline stage cannot silently keep erased data.
 
 The check receives the asset's value from memory (the job runs in one process): the phrases
 searched for were read from the erased documents, and must never reach Dagster's storage.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from rag_core.adapters.cache import build_response_cache
 from rag_core.domain.layout import Stage
 from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureScope, ErasureTarget
-from rag_core.flows.orchestration import ERASURE_ASSET, ERASURE_JOB
+from rag_core.flows.orchestration import ERASURE_ASSET, ERASURE_JOB, failing_the_request
 
 ERASURE_MEMORY = "erasure_memory"
 LINEAGE = "erasure_lineage"  # the stages to erase, serving end first (definitions.py)
@@ -88,7 +88,7 @@ def erasure_request(
     context: dg.AssetExecutionContext,
     config: ErasureConfig,
     rag: RagResource,
-    erasure_lineage: dg.ResourceParam[tuple[Stage, ...]],
+    erasure_lineage: dg.ResourceParam[Callable[[], tuple[Stage, ...]]],
 ) -> dg.Output[ErasedRequest]:
     """One right-to-be-forgotten request, erased along the lineage (new, or resumed by id).
     Its metadata holds the request id and counts, never what was erased."""
@@ -104,15 +104,16 @@ def erasure_request(
             untag_versions=config.untag_versions,
         ).request_id
     )
-    request, phrases = erasure.erase(
-        settings,
-        store,
-        services.chunk_index(settings),
-        build_response_cache(settings),
-        request_id,
-        stage_order=erasure_lineage,
-        on_erased=lambda target: forget_partitions(context.instance, target),
-    )
+    with failing_the_request(store, request_id):  # a lineage without an eraser, say
+        request, phrases = erasure.erase(
+            settings,
+            store,
+            services.chunk_index(settings),
+            build_response_cache(settings),
+            request_id,
+            stage_order=erasure_lineage(),
+            on_erased=lambda target: forget_partitions(context.instance, target),
+        )
     metadata: dict[str, Any] = {
         "request_id": request_id,
         "matched_documents": request.matched_documents,

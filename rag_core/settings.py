@@ -303,7 +303,9 @@ def from_spelled(values: Mapping[str, str | None]) -> Settings:
         for name, text in values.items()
     }
     if parsed.keys() >= Settings.model_fields.keys():
-        return Settings(_build_sources=((InitSettingsSource(Settings, parsed),), parsed))
+        only_these = (InitSettingsSource(Settings, parsed),)
+        # BaseSettings' own keywords are hidden from type checkers by pydantic's __init__.
+        return Settings(_build_sources=(only_these, parsed))  # type: ignore[call-arg]
     return Settings(**parsed)
 
 

@@ -13,9 +13,10 @@ from rag_assets.documents import ingest_documents
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.adapters import warehouse
 from rag_core.adapters.catalog import put_source, read_manifest
 from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.warehouse.connection import connect
+from rag_core.adapters.warehouse.dbt import build_models
 from rag_core.domain.chunk_store import DocumentSelector
 from rag_core.domain.documents import SourceMetadata
 from rag_core.domain.events import DocumentChange
@@ -24,6 +25,8 @@ from rag_core.flows.changes import ChangeBatch, plan_changes
 from rag_core.flows.streaming import StreamingIndexer
 from rag_core.flows.sync import sync_object_store
 from rag_core.settings import Settings
+from rag_core.sources import warehouse
+from rag_core.sources.warehouse_sample import load_sample
 
 from conftest import announce, process
 
@@ -109,21 +112,21 @@ def test_an_acl_change_in_a_warehouse_row_updates_the_chunks_without_embedding(
     worker: StreamingIndexer, encode_calls: list[int]
 ) -> None:
     settings = worker.settings
-    warehouse.load_sample(settings)
-    warehouse.build_models(settings)
+    load_sample(settings)
+    build_models(settings)
     publish = EventPublisher(settings).row_changes
-    warehouse.emit_row_changes(settings, publish)
+    warehouse.announce_changes(settings, publish)
     process(worker)
-    doc_id = doc_id_for(worker.store.uri_for(warehouse.row_source_key(TABLE, TICKET)))
+    doc_id = doc_id_for(worker.store.uri_for(warehouse.document_key(TABLE, TICKET)))
     question = "invoice PDF shows the old company logo"
     assert doc_id in doc_ids_seen(settings, {"team:billing"}, question)
 
     # The model's acl column changes alone (say its definition now names a narrower team).
-    with warehouse.connect(settings) as connection:
+    with connect(settings) as connection:
         connection.cursor().execute(
             f"UPDATE {TABLE} SET acl = 'team:billing-leads' WHERE row_key = ?", [TICKET]
         )
-    [change] = warehouse.emit_row_changes(settings, publish)
+    [change] = warehouse.announce_changes(settings, publish)
     encode_calls.clear()
     [changed] = process(worker)
 

@@ -8,12 +8,14 @@ import pytest
 
 from rag_assets.ingest import backfill_index, local_instance
 from rag_core import services
-from rag_core.adapters import warehouse
 from rag_core.adapters.catalog import add_sources, delete_source, put_source
 from rag_core.adapters.kafka import EventPublisher
 from rag_core.adapters.local_servers import TansuBroker
+from rag_core.adapters.warehouse.dbt import build_models
 from rag_core.flows.streaming import StreamingIndexer
 from rag_core.settings import Settings
+from rag_core.sources import warehouse
+from rag_core.sources.warehouse_sample import load_sample
 
 from conftest import announce, process
 
@@ -36,13 +38,13 @@ def test_a_backfill_equals_the_incremental_index(
     monkeypatch.setenv("RAG_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
     settings = Settings()
     store = services.object_store(settings)
-    warehouse.load_sample(settings)
-    warehouse.build_models(settings)
+    load_sample(settings)
+    build_models(settings)
     worker = StreamingIndexer(settings)
     try:
         add_sources(store, [corpus_copy])
         announce(settings)
-        warehouse.emit_row_changes(settings, EventPublisher(settings).row_changes)
+        warehouse.announce_changes(settings, EventPublisher(settings).row_changes)
         process(worker)
         # History the rebuild must not resurrect: an overwrite and a delete.
         put_source(store, "documents/pip/getting-started.md", b"# Getting started\n\nRun pip.\n")

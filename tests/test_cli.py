@@ -6,7 +6,10 @@ from test_erasure import PHRASE, SUBJECT, index_with_badges
 from typer.testing import CliRunner
 
 from rag_core import services
+from rag_core.adapters.processes import free_port
 from rag_core.domain.chunk_store import EVERY_DOCUMENT
+from rag_core.domain.layout import ERASURE_PREFIX
+from rag_core.flows.erasure import ErasureRequest
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
 
@@ -130,6 +133,23 @@ def test_ingest_applies_a_sidecar_and_never_indexes_it(rag_home: Settings, tmp_p
     files = [path for path in rag_home.home.rglob("*") if path.is_file()]
     for needle in (b"sven.tamm", b"parental leave"):
         assert [path for path in files if needle in path.read_bytes().lower()] == [], needle
+
+
+def test_forget_fails_the_request_when_dagster_cannot_take_it(
+    rag_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("RAG_ORCHESTRATOR", "dagster")
+    monkeypatch.setenv("RAG_DAGSTER_URL", url)
+    get_settings.cache_clear()
+
+    result = runner.invoke(app, ["forget", "--subject", SUBJECT])
+
+    assert result.exit_code == 1 and "(resume with --resume)" in result.output
+    store = services.object_store(rag_home)
+    [stored] = store.list(ERASURE_PREFIX)
+    request = ErasureRequest.model_validate_json(store.get(stored.key))
+    assert request.status == "failed" and url in str(request.error)
 
 
 @pytest.mark.slow

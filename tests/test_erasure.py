@@ -18,11 +18,14 @@ from rag_assets.ingest import backfill_index, ingest_sources, local_instance
 from rag_assets.orchestration import execute
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.adapters import audit, warehouse
+from rag_core.adapters import audit
 from rag_core.adapters.cache import build_response_cache, entries_naming
 from rag_core.adapters.catalog import discover, put_source
 from rag_core.adapters.index import TABLE_NAME
 from rag_core.adapters.kafka import EventPublisher
+from rag_core.adapters.warehouse.cdc import row_changes
+from rag_core.adapters.warehouse.connection import connect
+from rag_core.adapters.warehouse.dbt import build_models
 from rag_core.domain.chunk_store import EVERY_DOCUMENT, DocumentSelector, TaggedVersionsError
 from rag_core.domain.documents import SourceMetadata
 from rag_core.domain.layout import TOMBSTONES_PREFIX, Artifact, Stage, artifact_folder
@@ -31,6 +34,8 @@ from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureRequest, ErasureScope
 from rag_core.flows.streaming import StreamingIndexer
 from rag_core.settings import Settings
+from rag_core.sources import warehouse
+from rag_core.sources.warehouse_sample import load_sample
 from rag_serving.cli import app
 
 from conftest import SAMPLE_CORPUS, announce, process
@@ -126,13 +131,13 @@ def test_an_erased_document_is_gone_from_every_place(rag_home: Settings) -> None
 def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Settings) -> None:
     settings = rag_home
     customer = "maria.lopez@brightwave.example"  # two tickets in the sample warehouse
-    warehouse.load_sample(settings)
-    with warehouse.connect(settings) as connection:  # as a source may spell it
+    load_sample(settings)
+    with connect(settings) as connection:  # as a source may spell it
         connection.cursor().execute(
             "UPDATE raw.support_tickets SET customer_email = ' Maria.Lopez@BrightWave.example'"
             " WHERE ticket_id = 'TCK-1007'"
         )
-    warehouse.build_models(settings)
+    build_models(settings)
     instance = local_instance(settings)
     store = services.object_store(settings)
     put_source(store, "documents/crm/brightwave.md", b"# Brightwave\n\nKey account.\n",
@@ -145,7 +150,7 @@ def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Setting
     assert request.status == "completed", request.error
     assert request.matched_documents == 3 and request.erased["warehouse_rows"] == 2
     assert request.verification["warehouse"]
-    assert warehouse.rows_left_about(settings, customer) == 0
+    assert warehouse.records_left_about(settings, customer) == 0
     # Not even in the free blocks of the DuckDB file (DuckDB keeps deleted rows' bytes there).
     assert b"TCK-1007" not in settings.warehouse_path.read_bytes()
     assert services.chunk_index(settings).stats().documents == 10
@@ -153,7 +158,7 @@ def test_a_subject_is_erased_from_documents_and_warehouse_rows(rag_home: Setting
     assert all("TCK-1001" not in hit.source_uri for hit in hits)
     # The warehouse producer has nothing to announce about them: rows and state are gone.
     erased_rows = {"TCK-1001", "TCK-1007"}
-    assert not erased_rows & {change.row_key for change in warehouse.row_changes(settings)}
+    assert not erased_rows & {change.row_key for change in row_changes(settings)}
     record = audit.read_trail(store)[-1]
     assert customer not in record.model_dump_json() and "subject_sha256" in record.scope
 

@@ -15,18 +15,21 @@ from rag_assets.documents import PARTITIONS_NAME
 from rag_assets.ingest import local_instance
 from rag_assets.streaming import InstanceRecorder
 from rag_core import services
-from rag_core.flows import streaming
-from rag_core.adapters import warehouse
 from rag_core.adapters.catalog import delete_source, known_versions, put_source
-from rag_core.domain.documents import SourceMetadata
-from rag_core.domain.events import table_row_change, topics
-from rag_core.domain.ids import doc_id_for, partition_key
 from rag_core.adapters.kafka import EventPublisher
 from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
 from rag_core.adapters.processes import free_port
+from rag_core.adapters.warehouse.connection import connect
+from rag_core.adapters.warehouse.dbt import build_models
+from rag_core.domain.documents import SourceMetadata
+from rag_core.domain.events import table_row_change, topics
+from rag_core.domain.ids import doc_id_for, partition_key
 from rag_core.domain.schemas import QueryRequest
-from rag_core.settings import Settings
+from rag_core.flows import streaming
 from rag_core.flows.streaming import StreamingIndexer
+from rag_core.settings import Settings
+from rag_core.sources import warehouse
+from rag_core.sources.warehouse_sample import load_sample
 
 from conftest import announce, process, read_dead_letters
 
@@ -191,27 +194,27 @@ RATE_LIMIT = "What is the API rate limit per access token?"
 @pytest.mark.slow
 def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Settings) -> None:
     settings = s3_platform
-    warehouse.load_sample(settings)
-    warehouse.build_models(settings)
+    load_sample(settings)
+    build_models(settings)
     publisher = EventPublisher(settings)
-    ticket = warehouse.row_source_key("support_ticket_documents", "TCK-1003")
+    ticket = warehouse.document_key("support_ticket_documents", "TCK-1003")
     doc_id = doc_id_for(services.object_store(settings).uri_for(ticket))
     instance = local_instance(settings)
     with StreamingIndexer(settings, InstanceRecorder(instance, 60.0)) as worker:
-        assert len(warehouse.emit_row_changes(settings, publisher.row_changes)) == 12
+        assert len(warehouse.announce_changes(settings, publisher.row_changes)) == 12
         assert sum(len(o.indexed) for o in process(worker)) == 12
         answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
         assert "600 requests per minute" in answer.answer
         assert any(c.doc_id == doc_id for c in answer.citations)
 
-        with warehouse.connect(settings) as connection:
+        with connect(settings) as connection:
             connection.cursor().execute(
                 "UPDATE raw.support_tickets SET resolution = replace(resolution, "
                 "'600 requests per minute', '900 requests per minute') WHERE ticket_id = ?",
                 ["TCK-1003"],
             )
-        warehouse.build_models(settings)
-        [change] = warehouse.emit_row_changes(settings, publisher.row_changes)
+        build_models(settings)
+        [change] = warehouse.announce_changes(settings, publisher.row_changes)
         assert change.op == "upsert" and change.row_key == "TCK-1003"
         [updated] = process(worker)
         assert [m.doc_id for m in updated.indexed] == [doc_id] and len(updated.retired) == 1
@@ -224,12 +227,12 @@ def test_a_warehouse_row_update_reaches_answers_through_kafka(s3_platform: Setti
         answer = services.query_service(settings).query(QueryRequest(question=RATE_LIMIT))
         assert "900 requests per minute" in answer.answer and "600" not in answer.answer
 
-        with warehouse.connect(settings) as connection:
+        with connect(settings) as connection:
             connection.cursor().execute(
                 "DELETE FROM raw.support_tickets WHERE ticket_id = ?", ["TCK-1003"]
             )
-        warehouse.build_models(settings)
-        [deletion] = warehouse.emit_row_changes(settings, publisher.row_changes)
+        build_models(settings)
+        [deletion] = warehouse.announce_changes(settings, publisher.row_changes)
         assert deletion.op == "delete"
         process(worker)
         hits = services.retriever(settings).search(RATE_LIMIT, 10)
