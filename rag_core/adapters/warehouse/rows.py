@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the venv; dbt brings PyYAML
+import yaml
 from pydantic import BaseModel, StringConstraints
 
 from rag_core.adapters.warehouse import dbt
