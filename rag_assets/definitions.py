@@ -25,7 +25,7 @@ def build_defs(rag: RagResource) -> dg.Definitions:
     location = dg.Definitions.merge(
         documents.defs,
         erasure.defs,
-        events.defs,
+        events.events_defs(rag.settings()),
         warehouse.warehouse_defs(rag.settings()),
         dg.Definitions(
             resources={

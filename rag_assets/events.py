@@ -36,7 +36,7 @@ from rag_core.flows.orchestration import (
 )
 from rag_core.flows.pipeline import retire_documents as retire
 from rag_core.flows.sync import sync_object_store
-from rag_core.settings import Settings, get_settings
+from rag_core.settings import Settings
 
 SENSOR_BATCH = 1000  # events read per tick at most; the rest wait for the next tick
 SENSOR_GROUP = "rag-dagster-sensor"  # never commits: the cursor holds the offsets
@@ -191,18 +191,31 @@ def in_flight_partitions(instance: dg.DagsterInstance, partitions: Sequence[str]
     return covered
 
 
-@dg.sensor(
-    jobs=[ingest_documents, retire_documents],
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING
-    if get_settings().indexer == "runs"
-    else dg.DefaultSensorStatus.STOPPED,
-)
-def document_change_runs(
+def document_change_runs(settings: Settings) -> dg.SensorDefinition:
+    """The Kafka sensor, on by default when `settings.indexer` is `runs`; otherwise the
+    streaming worker consumes the events. Built with the code location, so importing this
+    module reads no settings."""
+
+    @dg.sensor(
+        name="document_change_runs",
+        jobs=[ingest_documents, retire_documents],
+        minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if settings.indexer == "runs"
+        else dg.DefaultSensorStatus.STOPPED,
+    )
+    def sensor(
+        context: dg.SensorEvaluationContext, rag: RagResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return change_runs(context, rag)
+
+    return sensor
+
+
+def change_runs(
     context: dg.SensorEvaluationContext, rag: RagResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Kafka change events → indexing runs, batched: every event of a tick in one run.
-    On by default when `RAG_INDEXER=runs`; otherwise the streaming worker consumes them."""
+    """Kafka change events → indexing runs, batched: every event of a tick in one run."""
     settings = rag.settings()
     store = rag.store()
     messages, cursor = poll_from(settings, json.loads(context.cursor or "{}"))
@@ -266,8 +279,9 @@ def freshness_result(sla_seconds: float, lags: list[float]) -> dg.AssetCheckResu
     )
 
 
-defs = dg.Definitions(
-    jobs=[retire_documents],
-    sensors=[object_store_changes, document_change_runs],
-    asset_checks=[freshness_lag],
-)
+def events_defs(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        jobs=[retire_documents],
+        sensors=[object_store_changes, document_change_runs(settings)],
+        asset_checks=[freshness_lag],
+    )

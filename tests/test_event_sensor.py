@@ -27,14 +27,14 @@ from rag_assets.events import (
 from rag_assets.ingest import local_instance
 from rag_assets.resources import RagResource
 from rag_core import services
-from rag_core.flows.changes import ChangePlan, Freshness, recent_freshness
 from rag_core.adapters.catalog import add_sources, delete_source, put_source
-from rag_core.domain.documents import DocumentVersion, SourceMetadata
-from rag_core.domain.layout import Artifact, artifact_key
-from rag_core.domain.events import document_change, table_row_change
-from rag_core.domain.ids import doc_id_for
 from rag_core.adapters.kafka import EventPublisher
 from rag_core.adapters.objectstore import ObjectStore
+from rag_core.domain.documents import DocumentVersion, SourceMetadata
+from rag_core.domain.events import document_change, table_row_change
+from rag_core.domain.ids import doc_id_for
+from rag_core.domain.layout import Artifact, artifact_key
+from rag_core.flows.changes import ChangePlan, Freshness, recent_freshness
 from rag_core.settings import Settings
 
 from conftest import (
@@ -59,7 +59,7 @@ def evaluate(
 
 
 def tick(instance: dg.DagsterInstance, rag: RagResource, cursor: str | None) -> dg.SensorResult:
-    result = evaluate(document_change_runs, instance, rag, cursor)
+    result = evaluate(document_change_runs(rag.settings()), instance, rag, cursor)
     assert isinstance(result, dg.SensorResult), result
     return result
 
@@ -132,7 +132,9 @@ def test_events_become_batched_runs_exactly_once(
     assert retried.cursor == lost.cursor != first.cursor
     assert len(launch(retried, instance, rag)) == 1
     assert launch(lost, instance, rag) == []  # were it emitted too, its run keys launch nothing
-    assert isinstance(evaluate(document_change_runs, instance, rag, retried.cursor), dg.SkipReason)
+    assert isinstance(
+        evaluate(document_change_runs(rag.settings()), instance, rag, retried.cursor), dg.SkipReason
+    )
     assert len(instance.get_runs(dg.RunsFilter(job_name="ingest_documents"))) == 2
     assert index.stats().documents == 4
     # Both ticks parked the row event: one idempotency key lets readers drop the repeat.
@@ -273,11 +275,8 @@ def check_freshness(rag: RagResource) -> dg.AssetCheckResult:
     return result
 
 
-def test_freshness_check_judges_recent_versions_against_the_sla(
-    rag_home: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RAG_FRESHNESS_SLA_SECONDS", "10")
-    rag = RagResource.for_settings(rag_home)
+def test_freshness_check_judges_recent_versions_against_the_sla(rag_home: Settings) -> None:
+    rag = RagResource.for_settings(rag_home.model_copy(update={"freshness_sla_seconds": 10}))
     store = rag.store()
 
     empty = check_freshness(rag)
