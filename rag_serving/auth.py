@@ -24,8 +24,8 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel
 
-from rag_serving.ratelimit import RateLimiter
 from rag_core.settings import Settings
+from rag_serving.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
 from rag_core.adapters.catalog import add_sources
-from rag_core.domain.documents import MAX_SEGMENT_BYTES
-from rag_core.domain.events import DeadLetter, DocumentChange, decode, topics
 from rag_core.adapters.kafka import EventPublisher, consumer_config
 from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
-from rag_core.settings import Settings, get_settings
+from rag_core.domain.documents import MAX_SEGMENT_BYTES
+from rag_core.domain.events import DeadLetter, DocumentChange, decode, topics
 from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings, get_settings
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 PORT_QUESTION = "Which port does the server listen on?"

@@ -9,15 +9,15 @@ from fastapi.testclient import TestClient
 from test_erasure import BADGES, PHRASE, QUESTION, SUBJECT, files_holding, forget, index_with_badges
 
 from rag_assets.ingest import local_instance
-from rag_core.flows import erasure
 from rag_core import services
 from rag_core.adapters.cache import build_response_cache
 from rag_core.domain.documents import DocumentVersion
-from rag_core.domain.layout import SYNC_STATE_KEY, Artifact, artifact_key, tombstone_key
-from rag_core.flows.erasure import ErasureScope
 from rag_core.domain.ids import doc_id_for, version_for
-from rag_core.settings import Settings
+from rag_core.domain.layout import SYNC_STATE_KEY, Artifact, artifact_key, tombstone_key
+from rag_core.flows import erasure
+from rag_core.flows.erasure import ErasureScope
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings
 from rag_serving.main import create_app
 
 FILE_NAME = BADGES.rsplit("/", 1)[1]

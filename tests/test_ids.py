@@ -1,6 +1,12 @@
 import pytest
 
-from rag_core.domain.ids import chunk_id_for, doc_id_for, partition_key, split_partition_key, version_for
+from rag_core.domain.ids import (
+    chunk_id_for,
+    doc_id_for,
+    partition_key,
+    split_partition_key,
+    version_for,
+)
 
 
 def test_doc_id_is_stable_and_opaque() -> None:

@@ -11,12 +11,12 @@ from prometheus_client import REGISTRY
 
 from rag_core import services
 from rag_core.adapters.catalog import put_source
-from rag_core.domain.ids import doc_id_for, version_for
 from rag_core.adapters.local_servers import TansuBroker
 from rag_core.adapters.processes import free_port
-from rag_core.settings import Settings
+from rag_core.domain.ids import doc_id_for, version_for
 from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
 from rag_core.flows.sync import sync_object_store
+from rag_core.settings import Settings
 
 from conftest import announce
 

@@ -16,17 +16,17 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import REGISTRY
 
 from rag_core import services
-from rag_core.flows import streaming
 from rag_core.adapters.catalog import put_source
-from rag_core.domain.documents import SourceMetadata
-from rag_core.domain.layout import Artifact
-from rag_core.domain.events import document_change, encode, topics
-from rag_core.domain.ids import doc_id_for
 from rag_core.adapters.kafka import EventPublisher
 from rag_core.adapters.local_servers import TansuBroker
 from rag_core.adapters.processes import free_port
-from rag_core.settings import Settings, get_settings
+from rag_core.domain.documents import SourceMetadata
+from rag_core.domain.events import document_change, encode, topics
+from rag_core.domain.ids import doc_id_for
+from rag_core.domain.layout import Artifact
+from rag_core.flows import streaming
 from rag_core.flows.streaming import StreamingIndexer, serve_probes
+from rag_core.settings import Settings, get_settings
 
 from conftest import (
     HOSTILE_KEYS,

@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from rag_core.adapters.kafka import EventPublisher, consumer_config
+from rag_core.adapters.local_servers import TansuBroker, registry_schema
 from rag_core.domain.events import (
     DeadLetter,
     MalformedEvent,
@@ -22,8 +24,6 @@ from rag_core.domain.events import (
     topic_schemas,
     topics,
 )
-from rag_core.adapters.kafka import EventPublisher, consumer_config
-from rag_core.adapters.local_servers import TansuBroker, registry_schema
 from rag_core.settings import Settings
 
 

@@ -1,9 +1,10 @@
 """An append-only, hash-chained audit trail of right-to-be-forgotten erasures.
 
 Each record is its own object, keyed by its sequence number (`layout.audit_record_key`),
-written once and never rewritten: appending adds the next sequence number and nothing else. Records carry only what was asked
-(`scope`, which callers fill with hashes rather than names, so the trail itself never needs
-erasing) and what was done (`outcome`: counts erased per store, verification results).
+written once and never rewritten: appending adds the next sequence number and nothing else.
+Records carry only what was asked (`scope`, which callers fill with hashes rather than names,
+so the trail itself never needs erasing) and what was done (`outcome`: counts erased per
+store, verification results).
 
 Every record stores the hash of the record before it and its own hash over all its other
 fields, so the trail is a chain. `verify_trail` recomputes it and shows that:

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from rag_core.adapters import audit
 from rag_core import services
+from rag_core.adapters import audit
 from rag_core.adapters.audit import AuditRecord
 from rag_serving.auth import GOVERNANCE, require_scope
 from rag_serving.deps import SettingsDep

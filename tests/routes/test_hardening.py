@@ -9,9 +9,9 @@ import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from rag_serving.ratelimit import LocalRateLimiter
 from rag_core.settings import Settings
 from rag_serving.main import create_app
+from rag_serving.ratelimit import LocalRateLimiter
 from routes.conftest import Issuer, bearer, oidc
 
 SEARCH = {"query": "vacuum", "top_k": 1}
