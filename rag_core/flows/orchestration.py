@@ -26,7 +26,7 @@ from rag_core.flows.erasure import ErasureRequest
 from rag_core.flows.pipeline import retire_documents
 from rag_core.services import chunk_index, object_store
 from rag_core.settings import Settings
-from rag_core.sources import warehouse
+from rag_core.sources import SOURCES
 
 if TYPE_CHECKING:
     from rag_core.flows.streaming import BatchOutcome
@@ -115,12 +115,13 @@ def partition_range_tags(keys: Sequence[str]) -> dict[str, str]:
 
 
 def sources_as_they_are(settings: Settings) -> list[str]:
-    """Bring the store in line with the sources before a backfill: render the warehouse's rows
-    into documents and retire documents whose source is gone. Returns the partition keys of
-    every current version."""
+    """Bring the store in line with the sources before a backfill: render every connected
+    source's records into documents and retire documents whose source is gone. Returns the
+    partition keys of every current version."""
     store = object_store(settings)
-    if warehouse.configured(settings):
-        warehouse.sync_documents(store, settings)
+    for source in SOURCES:
+        if source.configured(settings):
+            source.sync_documents(store, settings)
     current = discover(store)
     stale = {manifest.doc_id for manifest in all_manifests(store)} - {v.doc_id for v in current}
     retire_documents(store, chunk_index(settings), sorted(stale))
