@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,6 +29,17 @@ from rag_core.settings import Settings, get_settings
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 PORT_QUESTION = "Which port does the server listen on?"
 PORT_DOCUMENT = "postgresql/runtime-config-connection.html"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def require_redis() -> None:
+    """Skip without the Redis server every machine here runs; never on CI, where it must be."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("no Redis server on 127.0.0.1:6379")
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
-import os
 import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from pydantic import SecretStr
 
 from rag_core import services
@@ -18,18 +16,7 @@ from rag_core.adapters.cache import (
 from rag_core.domain.schemas import QueryRequest
 from rag_core.settings import Settings
 
-from conftest import ingest
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _redis_or_skip() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("no Redis server on 127.0.0.1:6379")
+from conftest import REDIS_URL, ingest, require_redis
 
 
 def test_cache_keys_are_stable_and_sensitive() -> None:
@@ -40,7 +27,7 @@ def test_cache_keys_are_stable_and_sensitive() -> None:
 
 
 def test_replicas_share_answers_through_redis(rag_home: Settings, tmp_path: Path) -> None:
-    _redis_or_skip()
+    require_redis()
     (tmp_path / "lab.md").write_text("# Lab\n\nThe laboratory is open to staff on weekdays only.\n")
     settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
     ingest(settings, tmp_path / "lab.md")
@@ -61,7 +48,7 @@ def test_replicas_share_answers_through_redis(rag_home: Settings, tmp_path: Path
 def response_cache(rag_home: Settings, request: pytest.FixtureRequest) -> ResponseCache:
     settings = rag_home
     if request.param == "redis":
-        _redis_or_skip()
+        require_redis()
         settings = rag_home.model_copy(update={"cache_url": SecretStr(REDIS_URL)})
     return build_response_cache(settings)
 

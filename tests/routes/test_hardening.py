@@ -1,11 +1,9 @@
 """Rate limits (in process, and shared by two app instances through Redis), body-size limit,
 security headers, CORS and no stack traces."""
 
-import os
 import uuid
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -14,8 +12,9 @@ from rag_serving.main import create_app
 from rag_serving.ratelimit import LocalRateLimiter
 from routes.conftest import Issuer, bearer, oidc
 
+from conftest import REDIS_URL, require_redis
+
 SEARCH = {"query": "vacuum", "top_k": 1}
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def limited(settings: Settings, **update: object) -> Settings:
@@ -46,12 +45,7 @@ def test_in_process_buckets_are_bounded() -> None:
 
 
 def test_two_replicas_share_the_limit_through_redis(sample_index: Settings, issuer: Issuer) -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("no Redis server on 127.0.0.1:6379")
+    require_redis()
     settings = limited(oidc(sample_index, issuer), cache_url=SecretStr(REDIS_URL))
     token = bearer(issuer.token(sub=f"caller-{uuid.uuid4().hex}"))
     with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
