@@ -28,7 +28,12 @@ from rag_core.adapters.cache import build_response_cache
 from rag_core.domain.layout import Stage
 from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureScope, ErasureTarget
-from rag_core.flows.orchestration import ERASURE_ASSET, ERASURE_JOB, failing_the_request
+from rag_core.flows.orchestration import (
+    ERASURE_ASSET,
+    ERASURE_JOB,
+    RunFailed,
+    failing_the_request,
+)
 
 ERASURE_MEMORY = "erasure_memory"
 LINEAGE = "erasure_lineage"  # the stages to erase, serving end first (definitions.py)
@@ -155,9 +160,33 @@ rtbf = dg.define_asset_job(
     description="Right to be forgotten: erase one request, verify by asset check, audit.",
 )
 
+
+@dg.run_failure_sensor(monitored_jobs=[rtbf], default_status=dg.DefaultSensorStatus.RUNNING)
+def erasure_run_failures(context: dg.RunFailureSensorContext, rag: RagResource) -> None:
+    """A submitted erasure whose run failed before its asset took the request up (the run
+    could not start, its process died) would leave the request `pending` for ever: fail it,
+    with the run's reason, so its status and the audit trail say so. Once taken up, the
+    erasure records its own failures."""
+    request_id = requested_erasure(context.dagster_run.run_config)
+    store = rag.store()
+    request = erasure.load(store, request_id) if request_id else None
+    if request is not None and request.status == "pending":
+        reason = context.failure_event.message or f"run {context.dagster_run.run_id} failed"
+        erasure.fail(store, request, RunFailed(reason))
+        context.log.info("erasure request %s failed with its run", request_id)
+
+
+def requested_erasure(run_config: Any) -> str | None:
+    """The request id an erasure run was launched to resume, if it names one."""
+    config = run_config.get("ops", {}).get(ERASURE_ASSET, {}).get("config", {})
+    request_id = config.get("resume_request_id")
+    return request_id if isinstance(request_id, str) else None
+
+
 defs = dg.Definitions(
     assets=[erasure_request],
     asset_checks=[absence_verified],
     jobs=[rtbf],
+    sensors=[erasure_run_failures],
     resources={ERASURE_MEMORY: dg.InMemoryIOManager()},
 )

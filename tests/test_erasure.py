@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from rag_assets.definitions import build_defs
 from rag_assets.documents import PARTITIONS_NAME
-from rag_assets.erasure import lineage_stages
+from rag_assets.erasure import erasure_run_failures, lineage_stages
 from rag_assets.ingest import backfill_index, ingest_sources, local_instance
 from rag_assets.orchestration import execute
 from rag_assets.resources import RagResource
@@ -32,6 +32,7 @@ from rag_core.domain.layout import TOMBSTONES_PREFIX, Artifact, Stage, artifact_
 from rag_core.domain.schemas import QueryRequest
 from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureRequest, ErasureScope
+from rag_core.flows.orchestration import ERASURE_JOB, erasure_run_config
 from rag_core.flows.streaming import StreamingIndexer
 from rag_core.settings import Settings
 from rag_core.sources import warehouse
@@ -399,3 +400,36 @@ def test_erasure_on_s3_holds_against_a_replayed_event(s3_platform: Settings) -> 
         assert services.chunk_index(settings).versions_holding([doc_id]) == []
     finally:
         worker.close()
+
+
+def test_a_run_that_fails_before_the_erasure_starts_fails_its_pending_request(
+    rag_home: Settings,
+) -> None:
+    """A submitted run can fail before its asset takes the request up; the run-failure
+    sensor then fails the request with the run's reason, and leaves other requests alone."""
+    store = services.object_store(rag_home)
+    pending = erasure.submit(store, ErasureScope(doc_ids=["0" * 32]), "tester")
+    instance = local_instance(rag_home)
+    job = build_defs(RagResource.for_settings(rag_home)).resolve_job_def(ERASURE_JOB)
+    run = instance.create_run_for_job(job, run_config=erasure_run_config(pending.request_id))
+    instance.report_run_failed(run, "the run's process died")
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+    ).records
+    failure = records[0].event_log_entry.dagster_event
+    assert failure is not None
+    context = dg.build_run_status_sensor_context(
+        sensor_name=erasure_run_failures.name,
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"rag": RagResource.for_settings(rag_home)},
+    ).for_run_failure()
+
+    erasure_run_failures(context)
+
+    request = erasure.load(store, pending.request_id)
+    assert request is not None and request.status == "failed"
+    assert request.error is not None and "the run's process died" in request.error
+    last = audit.read_trail(store)[-1]
+    assert last.request_id == pending.request_id and last.outcome["status"] == "failed"
