@@ -1,6 +1,6 @@
 import itertools
 
-from rag_core.domain.chunking import chunk_document, split_text
+from rag_core.domain.chunking import chunk_document, embedded_text, split_text
 from rag_core.domain.parsing import Element, ParsedDocument
 
 WORDS = " ".join(f"word{i}" for i in range(400))
@@ -62,3 +62,22 @@ def test_chunk_ids_are_deterministic_and_version_specific() -> None:
 def test_empty_document_has_no_chunks() -> None:
     empty = ParsedDocument(title="x", elements=[])
     assert chunk_document(empty, "doc", "v1", size=300, overlap=60) == []
+
+
+def test_embedded_text_names_the_page_and_section_a_chunk_belongs_to() -> None:
+    parsed = ParsedDocument(
+        title="VACUUM",
+        elements=[
+            Element(text="Parameters", category="Title"),
+            Element(text="FULL selects a full vacuum, which can reclaim more space.", category="x"),
+            Element(text="x " * 600, category="NarrativeText"),
+        ],
+    )
+    first, *rest = chunk_document(parsed, "d" * 32, "v" * 16, size=500, overlap=50)
+    # The chunk opens with its section heading already: only the page is added.
+    assert embedded_text(parsed.title, first) == f"VACUUM\n\n{first.text}"
+    deeper = rest[-1]
+    assert not deeper.text.startswith("Parameters")
+    assert embedded_text(parsed.title, deeper) == f"VACUUM > Parameters\n\n{deeper.text}"
+    # A page titled by its only heading is not named twice.
+    assert embedded_text("Parameters", first) == first.text

@@ -15,6 +15,15 @@ class Chunk(BaseModel):
     page: int | None
 
 
+def embedded_text(title: str, chunk: Chunk) -> str:
+    """What is embedded for a chunk: its text under a short header naming its page and
+    section, so a chunk deep inside a page still says what it is about (the citation snippet
+    shows the chunk's own text)."""
+    path = [part for part in dict.fromkeys((title.strip(), chunk.section.strip())) if part]
+    header = " > ".join(part for part in path if not chunk.text.startswith(part))
+    return f"{header}\n\n{chunk.text}" if header else chunk.text
+
+
 def split_text(text: str, size: int, overlap: int) -> list[str]:
     """Windows of at most `size` characters, each starting `overlap` characters before the
     previous one ended, cut at whitespace where there is any."""

@@ -19,7 +19,7 @@ from rag_core.adapters.catalog import capture_raw, known_versions, remove_artifa
 from rag_core.adapters.embedding import Embedder
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.domain.chunk_store import ChunkStore, chunk_schema
-from rag_core.domain.chunking import Chunk, chunk_document
+from rag_core.domain.chunking import Chunk, chunk_document, embedded_text
 from rag_core.domain.documents import DocumentVersion
 from rag_core.domain.layout import Artifact, artifact_key
 from rag_core.domain.parsing import ParsedDocument, parse_document, warm_up_parser
@@ -146,8 +146,11 @@ def embed_versions(
         if (manifest.doc_id, manifest.version) in live
         for chunk in chunk_set.chunks
     )
-    chunks = [chunk for chunk_set in chunk_sets for chunk in chunk_set.chunks]
-    fresh = iter(embedder.embed([c.text for c in chunks if c.chunk_id not in stored]))
+    titled = [(chunk_set.title, chunk) for chunk_set in chunk_sets for chunk in chunk_set.chunks]
+    chunks = [chunk for _, chunk in titled]
+    fresh = iter(
+        embedder.embed([embedded_text(title, c) for title, c in titled if c.chunk_id not in stored])
+    )
     vectors = [stored[c.chunk_id] if c.chunk_id in stored else next(fresh) for c in chunks]
     offset = 0
     for manifest, chunk_set in zip(manifests, chunk_sets, strict=True):
