@@ -33,6 +33,7 @@ from rag_core.flows.orchestration import (
     ERASURE_JOB,
     RunFailed,
     failing_the_request,
+    requested_erasure,
 )
 
 ERASURE_MEMORY = "erasure_memory"
@@ -174,13 +175,6 @@ def erasure_run_failures(context: dg.RunFailureSensorContext, rag: RagResource) 
         reason = context.failure_event.message or f"run {context.dagster_run.run_id} failed"
         erasure.fail(store, request, RunFailed(reason))
         context.log.info("erasure request %s failed with its run", request_id)
-
-
-def requested_erasure(run_config: Any) -> str | None:
-    """The request id an erasure run was launched to resume, if it names one."""
-    config = run_config.get("ops", {}).get(ERASURE_ASSET, {}).get("config", {})
-    request_id = config.get("resume_request_id")
-    return request_id if isinstance(request_id, str) else None
 
 
 defs = dg.Definitions(

@@ -14,7 +14,7 @@ Either way a failed erasure fails its request, with the reason, and the failure 
 """
 
 import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -107,6 +107,14 @@ def failing_the_request(store: ObjectStore, request_id: str) -> Iterator[None]:
 def erasure_run_config(request_id: str) -> dict[str, Any]:
     """Run config of the erasure job that carries out a submitted request."""
     return {"ops": {ERASURE_ASSET: {"config": {"resume_request_id": request_id}}}}
+
+
+def requested_erasure(run_config: Mapping[str, Any]) -> str | None:
+    """The request id an erasure run was launched to carry out (`erasure_run_config`), if
+    its config names one."""
+    config = run_config.get("ops", {}).get(ERASURE_ASSET, {}).get("config", {})
+    request_id = config.get("resume_request_id")
+    return request_id if isinstance(request_id, str) else None
 
 
 def partition_range_tags(keys: Sequence[str]) -> dict[str, str]:
