@@ -12,7 +12,7 @@ from rag_assets.ingest import local_instance
 from rag_core import services
 from rag_core.adapters.cache import build_response_cache
 from rag_core.domain.documents import DocumentVersion
-from rag_core.domain.ids import doc_id_for, version_for
+from rag_core.domain.ids import content_hash, doc_id_for, version_for
 from rag_core.domain.layout import SYNC_STATE_KEY, Artifact, artifact_key, tombstone_key
 from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureScope
@@ -95,4 +95,5 @@ def test_a_hostile_source_key_in_a_manifest_is_never_deleted(rag_home: Settings)
 
     assert request.status == "completed" and request.matched_documents == 1
     assert outside.read_bytes() == b"someone else's file"
-    assert not store.exists(tombstone_key(manifest.version)) and not store.exists(manifest_key)
+    assert not store.exists(tombstone_key(content_hash(outside.read_bytes())))
+    assert not store.exists(manifest_key)

@@ -1,7 +1,9 @@
 import pytest
 
+from rag_core.domain import ids
 from rag_core.domain.ids import (
     chunk_id_for,
+    content_hash,
     doc_id_for,
     partition_key,
     split_partition_key,
@@ -19,6 +21,17 @@ def test_doc_id_is_stable_and_opaque() -> None:
 def test_version_follows_content() -> None:
     assert version_for(b"one") == version_for(b"one")
     assert version_for(b"one") != version_for(b"two")
+
+
+def test_a_new_pipeline_revision_makes_new_versions_but_keeps_the_content_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A parsing change reaches every document as a new version; tombstones of erased
+    content, keyed by the content hash, still match."""
+    before = version_for(b"one"), content_hash(b"one")
+    monkeypatch.setattr(ids, "INDEX_REVISION", ids.INDEX_REVISION + "-next")
+    assert version_for(b"one") != before[0]
+    assert content_hash(b"one") == before[1]
 
 
 def test_chunk_id_depends_on_doc_version_position_and_text() -> None:

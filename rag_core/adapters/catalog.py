@@ -16,7 +16,7 @@ from rag_core.domain.documents import (
     check_source_key,
     is_source,
 )
-from rag_core.domain.ids import doc_id_for, version_for
+from rag_core.domain.ids import content_hash, doc_id_for, version_for
 from rag_core.domain.layout import (
     METADATA_SUFFIX,
     SOURCES_PREFIX,
@@ -168,7 +168,7 @@ def discover(store: ObjectStore, keys: Iterable[str] | None = None) -> list[Docu
     versions = []
     for key in filter(is_source, keys):
         source = read_source(store, key)
-        if source is not None and not store.exists(tombstone_key(version_for(source[0]))):
+        if source is not None and not store.exists(tombstone_key(content_hash(source[0]))):
             versions.append(_current_manifest(store, key, *source))
     return versions
 

@@ -38,6 +38,7 @@ from rag_core.domain.chunk_store import (
 from rag_core.settings import Settings
 
 TABLE_NAME = "chunks"
+TEXT_SEARCH_COLUMN = "indexed_text"  # chunk text under its page and section header
 PUBLIC = "(acl IS NULL OR array_length(acl) = 0)"
 
 P = ParamSpec("P")
@@ -168,6 +169,10 @@ class ChunkIndex:
         table = self._table()
         if table is None:
             table = self._db.create_table(TABLE_NAME, schema=chunk_schema(dimension), exist_ok=True)
+        elif TEXT_SEARCH_COLUMN not in table.schema.names:
+            # A table written before chunks carried a header: its rows match on their text
+            # until the new revision's versions (`ids.INDEX_REVISION`) replace them.
+            table.add_columns({TEXT_SEARCH_COLUMN: "text"})
         return table
 
     def upsert(self, rows: pa.Table) -> int:
@@ -181,17 +186,22 @@ class ChunkIndex:
         new_rows = rows.filter(pa.array([chunk_id not in present for chunk_id in ids]))
         if new_rows.num_rows:
             table.merge_insert("chunk_id").when_not_matched_insert_all().execute(
-                new_rows.cast(table.schema)
+                new_rows.select(table.schema.names).cast(table.schema)
             )
             self._ensure_text_index(table)
         return new_rows.num_rows
 
     @staticmethod
     def _ensure_text_index(table: Table) -> None:
-        """Keep the full-text index on `text`; rows added since it was built are still searched,
-        and `optimize` folds them in."""
-        if not any(index.index_type == "FTS" for index in table.list_indices()):
-            table.create_fts_index("text")
+        """Keep the full-text index on `indexed_text` (one built on `text` before chunks carried
+        a header is replaced); rows added since it was built are still searched, and `optimize`
+        folds them in."""
+        text_indices = [index for index in table.list_indices() if index.index_type == "FTS"]
+        for index in text_indices:
+            if index.columns != [TEXT_SEARCH_COLUMN]:
+                table.drop_index(index.name)
+        if not any(index.columns == [TEXT_SEARCH_COLUMN] for index in text_indices):
+            table.create_fts_index(TEXT_SEARCH_COLUMN)
 
     @_on_table(lambda: None)
     def optimize(self, table: Table) -> None:
@@ -430,7 +440,7 @@ class ChunkIndex:
     ) -> list[dict[str, Any]]:
         """Best BM25 matches (`_score`) from the full-text index, the filter applied first."""
         try:
-            query = table.search(text, query_type="fts")
+            query = table.search(text, query_type="fts", fts_columns=TEXT_SEARCH_COLUMN)
             return self._ranked(query, limit, _prefilter(chunk_filter), "_score")
         except ValueError as exc:  # the table's first write landed, its text index not yet
             if "INVERTED index" in str(exc):

@@ -37,6 +37,8 @@ def chunk_schema(dimension: int) -> pa.Schema:
             pa.field("version", pa.string(), nullable=False),
             pa.field("position", pa.int32(), nullable=False),
             pa.field("text", pa.string(), nullable=False),
+            # The text under its page and section header: what full-text search matches.
+            pa.field("indexed_text", pa.string()),
             pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
             pa.field("source_uri", pa.string()),
             pa.field("title", pa.string()),

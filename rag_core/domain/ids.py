@@ -22,9 +22,21 @@ def doc_id_for(source_uri: str) -> str:
     return digest(source_uri, length=32)
 
 
-def version_for(content: bytes) -> str:
-    """Id of one version of a document: the hash of its bytes."""
+# The revision of what the pipeline makes of a document's bytes (parsing, chunking, the text
+# indexed per chunk). Bumping it gives every document a new version, which the normal path
+# indexes (new rows before the old version retires) and `ragctl backfill` rebuilds.
+INDEX_REVISION = "2"
+
+
+def content_hash(content: bytes) -> str:
+    """The hash of a document's bytes alone, whatever the pipeline's revision: erasure
+    tombstones content by it, so erased content stays erased across revisions."""
     return digest(content, length=16)
+
+
+def version_for(content: bytes) -> str:
+    """Id of one version of a document: its bytes as this revision of the pipeline reads them."""
+    return digest(content, INDEX_REVISION, length=16)
 
 
 def chunk_id_for(doc_id: str, version: str, position: int, text: str) -> str:

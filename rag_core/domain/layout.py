@@ -118,7 +118,7 @@ def artifact_version(key: str) -> str:
 
 
 def tombstone_key(content_hash: str) -> str:
-    """Marks content erased on request (`version_for` of its bytes): a source holding these
+    """Marks content erased on request (`content_hash` of its bytes): a source holding these
     exact bytes again (a replayed event, a re-upload) is not indexed until a new request
     lifts the tombstone."""
     return f"{TOMBSTONES_PREFIX}/{content_hash}"

@@ -30,7 +30,7 @@ from rag_core.adapters.embedding import forget_query_embeddings
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.domain.chunk_store import ChunkStore, DocumentSelector, TaggedVersionsError
 from rag_core.domain.documents import is_source, normalize_subject
-from rag_core.domain.ids import digest, doc_id_for, version_for
+from rag_core.domain.ids import content_hash, digest, doc_id_for
 from rag_core.domain.layout import (
     STAGE_ARTIFACTS,
     STATE_PREFIX,
@@ -276,7 +276,7 @@ class Eraser:
             for obj in self.store.list(artifact_folder(Artifact.RAW, doc_id))
         ]
         for key in [*raws, *(k for k in sources if self.store.exists(k))]:
-            tombstone = tombstone_key(version_for(self.store.get(key)))
+            tombstone = tombstone_key(content_hash(self.store.get(key)))
             self.store.put(tombstone, self.request.request_id.encode())
         for key in sources:
             if self.store.purge(key) + self.store.purge(metadata_key(key)):

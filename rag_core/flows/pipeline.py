@@ -19,7 +19,7 @@ from rag_core.adapters.catalog import capture_raw, known_versions, remove_artifa
 from rag_core.adapters.embedding import Embedder
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.domain.chunk_store import ChunkStore, chunk_schema
-from rag_core.domain.chunking import Chunk, chunk_document, embedded_text
+from rag_core.domain.chunking import Chunk, chunk_document, indexed_text
 from rag_core.domain.documents import DocumentVersion
 from rag_core.domain.layout import Artifact, artifact_key
 from rag_core.domain.parsing import ParsedDocument, parse_document, warm_up_parser
@@ -149,7 +149,7 @@ def embed_versions(
     titled = [(chunk_set.title, chunk) for chunk_set in chunk_sets for chunk in chunk_set.chunks]
     chunks = [chunk for _, chunk in titled]
     fresh = iter(
-        embedder.embed([embedded_text(title, c) for title, c in titled if c.chunk_id not in stored])
+        embedder.embed([indexed_text(title, c) for title, c in titled if c.chunk_id not in stored])
     )
     vectors = [stored[c.chunk_id] if c.chunk_id in stored else next(fresh) for c in chunks]
     offset = 0
@@ -183,6 +183,7 @@ def version_rows(store: ObjectStore, manifest: DocumentVersion, dimension: int) 
             "version": [manifest.version] * len(chunks),
             "position": [c.position for c in chunks],
             "text": [c.text for c in chunks],
+            "indexed_text": [indexed_text(chunk_set.title, c) for c in chunks],
             "vector": [v.tolist() for v in vectors],
             "source_uri": [manifest.source_uri] * len(chunks),
             "title": [chunk_set.title] * len(chunks),

@@ -18,7 +18,7 @@ from rag_core.domain.documents import (
     SourceMetadata,
     check_source_key,
 )
-from rag_core.domain.ids import version_for
+from rag_core.domain.ids import content_hash
 from rag_core.flows.orchestration import Orchestrator
 from rag_serving.auth import INGEST, require_scope
 from rag_serving.deps import ObjectStoreDep, OrchestratorDep
@@ -51,7 +51,7 @@ def source_key_for(key: str) -> str:
 def _store(
     store: ObjectStore, source_key: str, content: bytes, metadata: SourceMetadata | None
 ) -> DocumentVersion:
-    if store.exists(layout.tombstone_key(version_for(content))):
+    if store.exists(layout.tombstone_key(content_hash(content))):
         raise HTTPException(status.HTTP_409_CONFLICT, "this content was erased on request")
     put_source(store, source_key, content, metadata)
     return discover(store, [source_key])[0]
