@@ -38,6 +38,8 @@ QUICK_CORPUS = [
 ]
 # The purpose line of every PostgreSQL reference page, as a query with that page as its answer.
 EVAL_SET = ROOT / "eval_sets" / "postgresql_sql_purpose.jsonl"
+# The purpose in the title of every module page of the Python library reference, likewise.
+PYTHON_EVAL_SET = ROOT / "eval_sets" / "python_module_purpose.jsonl"
 CACHE = Path.home() / ".cache" / "rag-bench"
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
 
@@ -80,13 +82,24 @@ def ingest(settings: Settings, paths: list[Path], instance: Any = None) -> list[
 
 def postgresql_docs(cache: Path) -> Path:
     """The HTML folder of Debian's postgresql-doc-15, fetched once with apt-get download."""
-    folder = cache / "usr/share/doc/postgresql-doc-15/html"
-    if not folder.exists():
+    return debian_package_folder(cache, "postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html")
+
+
+def python_library_docs(cache: Path) -> Path:
+    """The library reference (HTML, built with Sphinx) of Debian's python3.11-doc, fetched once
+    with apt-get download."""
+    return debian_package_folder(cache, "python3.11-doc", "usr/share/doc/python3.11/html/library")
+
+
+def debian_package_folder(cache: Path, package: str, folder: str) -> Path:
+    """A folder of a Debian package's files, the package fetched once into `cache`."""
+    path = cache / folder
+    if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "postgresql-doc-15"], cwd=cache, check=True)
-        [deb] = cache.glob("postgresql-doc-15_*.deb")
+        subprocess.run(["apt-get", "download", package], cwd=cache, check=True)
+        [deb] = cache.glob(f"{package}_*.deb")
         subprocess.run(["dpkg-deb", "-x", str(deb), str(cache)], check=True)
-    return folder
+    return path
 
 
 def table(

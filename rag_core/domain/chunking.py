@@ -112,7 +112,7 @@ class _ChunkBuilder:
             current = self.current
             if current is None:
                 current = _Draft(str(self.path), element.page)
-            elif len(current.text) + len(piece) + 2 > self.size:
+            elif current.has_body and len(current.text) + len(piece) + 2 > self.size:
                 self.drafts.append(current)
                 current = _Draft(str(self.path), element.page, _tail(current.text, self.overlap))
             current.parts.append(piece)

@@ -73,6 +73,7 @@ class Element(BaseModel):
     text: str
     category: str
     page: int | None = None
+    depth: int | None = None  # a heading's level, 0 outermost; None when the format says none
 
 
 class ParsedDocument(BaseModel):
@@ -216,6 +217,8 @@ def _underlined_title(text: str) -> str | None:
 def _partition(source: _Source, file_name: str, suffix: str) -> list[Element]:
     from unstructured.partition.auto import partition  # heavy import, paid only when parsing
 
+    from rag_core.domain.pdf_layout import clean_pdf_elements
+
     raw_elements = partition(
         file=io.BytesIO(source.content),
         metadata_filename=file_name,
@@ -229,6 +232,11 @@ def _partition(source: _Source, file_name: str, suffix: str) -> list[Element]:
         text = str(raw).strip()
         if text and raw.category not in ("PageBreak", "Header", "Footer"):
             elements.append(
-                Element(text=text, category=raw.category, page=raw.metadata.page_number)
+                Element(
+                    text=text,
+                    category=raw.category,
+                    page=raw.metadata.page_number,
+                    depth=raw.metadata.category_depth if raw.category == "Title" else None,
+                )
             )
-    return elements
+    return clean_pdf_elements(elements) if suffix == ".pdf" else elements
