@@ -137,12 +137,14 @@ def real_documents(settings: Settings, count: int) -> list[dict[str, str]]:
         if "#copy" not in row["source_uri"]
     }
     store = services.object_store(settings)
-    items = [json.loads(line) for line in EVAL_SET.read_text().splitlines()]
-    items = [i for i in items if i["gold"] in by_page and known_versions(store, by_page[i["gold"]])]
-    picked = [items[n * len(items) // count] for n in range(count)]
-    return [
-        {"doc_id": by_page[i["gold"]], "page": i["gold"], "question": i["query"]} for i in picked
+    items = [
+        {"page": page, "question": item["query"]}
+        for item in map(json.loads, EVAL_SET.read_text().splitlines())
+        for page in item["gold"]
     ]
+    items = [i for i in items if i["page"] in by_page and known_versions(store, by_page[i["page"]])]
+    picked = [items[n * len(items) // count] for n in range(count)]
+    return [{"doc_id": by_page[i["page"]], **i} for i in picked]
 
 
 def warm_cache(settings: Settings, documents: list[dict[str, str]]) -> int:
