@@ -89,26 +89,51 @@ def parsed_document(context: dg.AssetExecutionContext, rag: RagResource) -> dg.M
     )
 
 
-@dg.asset(**_PARTITIONED, deps=[parsed_document], kinds={"python"})
+CHUNK_CHECKS = [
+    dg.AssetCheckSpec(
+        "titles_name_their_documents",
+        asset="chunks",
+        description="No document is titled by navigation or, lacking any title, its file name.",
+    ),
+    dg.AssetCheckSpec(
+        "no_navigation_chunks",
+        asset="chunks",
+        description="No chunk holds only a page's navigation (main content extraction missed it).",
+    ),
+]
+
+
+@dg.asset(**_PARTITIONED, deps=[parsed_document], kinds={"python"}, check_specs=CHUNK_CHECKS)
 def chunks(context: dg.AssetExecutionContext, rag: RagResource) -> dg.MaterializeResult:
-    """Title-aware chunks with deterministic ids."""
+    """Chunks that follow each document's sections, with their heading paths and
+    deterministic ids. The checks warn (and name the partitions) where a document does not
+    read as a person would read it."""
     settings = rag.settings()
     store = rag.store()
-    counts = [
-        len(
-            pipeline.chunk_version(
-                store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap
-            ).chunks
+    manifests = _manifests(context, store)
+    chunk_sets = [
+        pipeline.chunk_version(
+            store, manifest, size=settings.chunk_size, overlap=settings.chunk_overlap
         )
-        for manifest in _manifests(context, store)
+        for manifest in manifests
     ]
+    readings = pipeline.reading_problems(manifests, chunk_sets)
     return dg.MaterializeResult(
         metadata={
-            "documents": len(counts),
-            "chunks": sum(counts),
+            "documents": len(chunk_sets),
+            "chunks": sum(len(chunk_set.chunks) for chunk_set in chunk_sets),
             "chunk_size": settings.chunk_size,
             "chunk_overlap": settings.chunk_overlap,
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=check,
+                passed=not partitions,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"documents": len(partitions), "partitions": partitions[:20]},
+            )
+            for check, partitions in readings.items()
+        ],
     )
 
 

@@ -200,4 +200,33 @@ def test_index_check_fails_on_rows_without_a_live_partition(rag_home: Settings) 
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {
         "vector_dimension": True, "no_empty_chunks": True, "rows_match_live_chunks": False,
+        "titles_name_their_documents": True, "no_navigation_chunks": True,
     }  # fmt: skip
+
+
+def test_chunk_checks_name_documents_that_do_not_read_as_documents(
+    rag_home: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "links.html").write_text("<html><body><p>Prev | Up | Home | Next</p></body></html>")
+    (folder / "notes.txt").write_text("remember to rotate the keys on friday\n")
+    (folder / "guide.md").write_text("# Guide\n\nInstall the tool first, then run it once.\n")
+    store = services.object_store(rag_home)
+    add_sources(store, [folder])
+    instance = local_instance(rag_home)
+    by_name = {v.file_name: v.partition_key for v in discover(store)}
+    result = _materialize(rag_home, instance, register_versions(instance, list(by_name.values())))
+
+    checks = {
+        c.check_name: c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key == dg.AssetKey("chunks")
+    }
+    untitled, navigation = checks["titles_name_their_documents"], checks["no_navigation_chunks"]
+    assert not untitled.passed and not navigation.passed
+    assert untitled.severity == navigation.severity == dg.AssetCheckSeverity.WARN
+    assert sorted(untitled.metadata["partitions"].value) == sorted(
+        [by_name["links.html"], by_name["notes.txt"]]
+    )
+    assert navigation.metadata["partitions"].value == [by_name["links.html"]]

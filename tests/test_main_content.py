@@ -2,28 +2,23 @@
 navigation, sidebars, headers and footers, keep their whole body with its structure, and are
 titled as a person would title them. The pages' sources are in tests/fixtures/html/README.md."""
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from rag_core.domain import parsing
-from rag_core.domain.chunking import chunk_document
+from rag_core.domain.chunking import chunk_document, reads_as_navigation
 from rag_core.domain.html import main_content, page_title
 from rag_core.domain.parsing import parse_document
 
 from conftest import SAMPLE_CORPUS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "html"
+
+
 # Words of navigation blocks ("Prev Up Next", "Previous topic"): a chunk holding them and no
 # sentence is made only of navigation.
-NAVIGATION_MARKERS = re.compile(
-    r"\b(Prev|Next|Up|Home|Previous topic|Next topic|Table of Contents|Navigation|"
-    r"Quick search|This Page|Show Source)\b"
-)
-
-
 @dataclass(frozen=True)
 class Page:
     path: Path
@@ -228,13 +223,6 @@ def test_content_that_looks_like_chrome_stays() -> None:
     assert not any("We use cookies" in text or "Caching" in text for text in texts)
 
 
-def _is_navigation_only(chunk_text: str) -> bool:
-    sentences = re.split(r"(?<=[.!?:])\s+|\n", chunk_text)
-    return bool(NAVIGATION_MARKERS.search(chunk_text)) and not any(
-        len(sentence.split()) >= 8 for sentence in sentences
-    )
-
-
 def test_sample_corpus_reads_as_a_person_expects() -> None:
     files = sorted(path for path in SAMPLE_CORPUS.rglob("*") if path.is_file())
     for path in files:
@@ -242,5 +230,5 @@ def test_sample_corpus_reads_as_a_person_expects() -> None:
         print(f"{path.relative_to(SAMPLE_CORPUS)}: {parsed.title}")
         assert parsed.title not in ("Navigation", "Table of Contents", path.name)
         chunks = chunk_document(parsed, "doc", "v1", size=1000, overlap=150)
-        navigation = [chunk.text for chunk in chunks if _is_navigation_only(chunk.text)]
+        navigation = [chunk.text for chunk in chunks if reads_as_navigation(chunk.text)]
         assert not navigation, f"{path.name}: chunks of navigation {navigation}"

@@ -8,6 +8,7 @@ carries that path as a short header (`indexed_text`), so a chunk deep inside a p
 what page and section it belongs to. Long sections are split at word boundaries with overlap.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -16,6 +17,11 @@ from rag_core.domain.ids import chunk_id_for
 from rag_core.domain.parsing import Element, ParsedDocument
 
 PATH_SEPARATOR = " > "
+_NAVIGATION_PHRASES = re.compile(
+    r"\b(Prev|Next|Up|Home|Previous topic|Next topic|Table of Contents|Navigation|"
+    r"Quick search|This Page|Show Source)\b"
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n")
 MAX_HEADING_CHARS = 200
 # A chunk shorter than this share of the chunk size is a fragment: it merges into a neighbour.
 MIN_CHUNK_SHARE = 0.25
@@ -37,6 +43,16 @@ def indexed_text(title: str, chunk: Chunk) -> str:
     opening = chunk.text.split("\n\n", len(parts))[: len(parts)]
     header = PATH_SEPARATOR.join(part for part in parts if part and part not in opening)
     return f"{header}\n\n{chunk.text}" if header else chunk.text
+
+
+def reads_as_navigation(text: str) -> bool:
+    """Whether a chunk holds only a page's navigation ("Prev | Up | Next", "Previous topic",
+    a table of contents): a navigation phrase and no sentence of eight words or more. Main
+    content extraction should leave none; the `chunks` asset checks that it did."""
+    sentences = _SENTENCE_END.split(text)
+    return bool(_NAVIGATION_PHRASES.search(text)) and not any(
+        len(sentence.split()) >= 8 for sentence in sentences
+    )
 
 
 def split_text(text: str, size: int, overlap: int) -> list[str]:

@@ -19,10 +19,10 @@ from rag_core.adapters.catalog import capture_raw, known_versions, remove_artifa
 from rag_core.adapters.embedding import Embedder
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.domain.chunk_store import ChunkStore, chunk_schema
-from rag_core.domain.chunking import Chunk, chunk_document, indexed_text
+from rag_core.domain.chunking import Chunk, chunk_document, indexed_text, reads_as_navigation
 from rag_core.domain.documents import DocumentVersion
 from rag_core.domain.layout import Artifact, artifact_key
-from rag_core.domain.parsing import ParsedDocument, parse_document, warm_up_parser
+from rag_core.domain.parsing import ParsedDocument, is_real_title, parse_document, warm_up_parser
 from rag_core.settings import Settings
 
 
@@ -113,6 +113,22 @@ def chunk_version(
         chunk_set.model_dump_json().encode(),
     )
     return chunk_set
+
+
+def reading_problems(
+    manifests: Sequence[DocumentVersion], chunk_sets: Sequence[ChunkSet]
+) -> dict[str, list[str]]:
+    """Partition keys of the versions that do not read as a person would read them, by
+    check: titled by navigation or their file name, or with chunks of navigation alone."""
+    untitled, navigation = [], []
+    for manifest, chunk_set in zip(manifests, chunk_sets, strict=True):
+        if not chunk_set.chunks:
+            continue  # unparseable or empty: recorded as such by the parse stage
+        if not is_real_title(chunk_set.title) or chunk_set.title == manifest.file_name:
+            untitled.append(manifest.partition_key)
+        if any(reads_as_navigation(chunk.text) for chunk in chunk_set.chunks):
+            navigation.append(manifest.partition_key)
+    return {"titles_name_their_documents": untitled, "no_navigation_chunks": navigation}
 
 
 def read_chunks(store: ObjectStore, manifest: DocumentVersion) -> ChunkSet:
