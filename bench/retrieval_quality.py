@@ -49,6 +49,8 @@ from harness import (
 )
 
 from rag_core import services
+from rag_core.domain.chunking import reads_as_navigation
+from rag_core.domain.parsing import is_real_title
 from rag_core.settings import Settings
 
 MODES = ["vector", "keyword", "hybrid"]
@@ -229,6 +231,19 @@ def averaged(rankings: dict[str, list[str]], queries: dict[str, set[str]]) -> di
     return {name: round(value / len(queries), 3) for name, value in totals.items()}
 
 
+def how_it_reads(settings: Settings) -> dict[str, int]:
+    """Documents titled by navigation or their file name, and chunks of navigation alone, as
+    indexed (the `chunks` asset checks the same)."""
+    rows = services.chunk_index(settings).rows(columns=["source_uri", "title", "text"])
+    titles = {row["source_uri"]: row["title"] for row in rows}
+    return {
+        "untitled": sum(
+            not is_real_title(title) or uri.endswith(f"/{title}") for uri, title in titles.items()
+        ),
+        "navigation_chunks": sum(reads_as_navigation(row["text"]) for row in rows),
+    }
+
+
 def naive_baseline(
     settings: Settings, copies: list[Path], queries: dict[str, set[str]]
 ) -> dict[str, float]:
@@ -259,6 +274,7 @@ def measure(name: str, labeled: LabeledSet, quick: bool) -> dict[str, Any]:
         copies, removals = indexed_copies(labeled, pages, settings.home / "pages")
         ingest(settings, copies)
         chunks = services.chunk_index(settings).stats().chunks
+        reading = how_it_reads(settings)
         results = {mode: evaluate(settings, queries, mode) for mode in MODES}
         reranker = services.retriever(settings).reranker.name
         if reranker != "none":
@@ -280,9 +296,14 @@ def measure(name: str, labeled: LabeledSet, quick: bool) -> dict[str, Any]:
         "purposes removed (pages): "
         + ", ".join(f"{where} {count}" for where, count in sorted(removals.items()))
     )
+    console.print(
+        f"titles that are not titles: {reading['untitled']}; "
+        f"chunks of navigation alone: {reading['navigation_chunks']}"
+    )
     if reranker == "none":
         console.print("hybrid+rerank: not measured (no reranker configured; none installable here)")
     return {
+        **reading,
         "queries": len(queries),
         "pages": len(pages),
         "chunks": chunks,
