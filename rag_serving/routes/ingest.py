@@ -41,9 +41,12 @@ class AcceptedDocument(BaseModel):
 
 
 def source_key_for(key: str) -> str:
-    """`documents/<key>`, or 422 saying why the key cannot name a source."""
+    """`documents/<key>`, or 422 saying why the key cannot name a source. A key is relative
+    to `documents/`, and may also be written with that prefix, as `source_key` shows it:
+    `x.md` and `documents/x.md` name the same source."""
+    relative = key.removeprefix(f"{layout.SOURCES_PREFIX}/")
     try:
-        return check_source_key(layout.source_key(key), allow_warehouse=False)
+        return check_source_key(layout.source_key(relative), allow_warehouse=False)
     except InvalidSourceKey as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"key: {exc}") from exc
 
@@ -72,13 +75,21 @@ def _accepted(version: DocumentVersion) -> AcceptedDocument:
 async def upload_document(
     request: Request,
     store: ObjectStoreDep,
-    key: Annotated[str, Query(min_length=1, max_length=512, description="Path under documents/.")],
+    key: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=512,
+            description="Path under documents/, with or without that prefix.",
+        ),
+    ],
     acl: Annotated[list[str], Query(default_factory=list, description="Groups that may read it.")],
     subjects: Annotated[list[str], Query(default_factory=list, description="People it is about.")],
 ) -> AcceptedDocument:
-    """Store the body as the source `documents/<key>` (replacing one there), readable by
-    `acl`'s groups (everyone when none). It is indexed by the next sync, or at once through
-    reindex with the returned `doc_id`."""
+    """Store the body as the source `documents/<key>` (replacing one there; a `key` that
+    already starts with `documents/` is not prefixed again), readable by `acl`'s groups
+    (everyone when none). It is indexed by the next sync, or at once through reindex with
+    the returned `doc_id`."""
     source_key = source_key_for(key)
     content = await request.body()  # at most RAG_MAX_UPLOAD_BYTES (main.create_app)
     if not content:

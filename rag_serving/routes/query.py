@@ -1,5 +1,6 @@
+import contextvars
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
@@ -10,6 +11,27 @@ from rag_serving.auth import QUERY, PrincipalDep, require_scope
 from rag_serving.deps import QueryServiceDep
 
 router = APIRouter(prefix="/v1", tags=["query"], dependencies=[Depends(require_scope(QUERY))])
+
+
+def in_one_context(
+    items: Iterator[str | QueryResponse],
+) -> Generator[str | QueryResponse, None, None]:
+    """`items`, every step run in one copy of the request's context, closing too (when the
+    client leaves mid-answer). Starlette runs each step of a sync stream in a worker thread
+    under a fresh copy of the context, so a span opened in one step (the `generate` stage,
+    around the model's tokens) would be closed in another context than it was attached in:
+    OpenTelemetry's "Failed to detach context"."""
+    context = contextvars.copy_context()
+    try:
+        while True:
+            try:
+                item = context.run(next, items)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        if isinstance(items, Generator):
+            context.run(items.close)
 
 
 def server_sent_events(items: Iterator[str | QueryResponse]) -> Iterator[str]:
@@ -28,7 +50,7 @@ async def query(
     and cost, and whether it came from the cache; streamed as SSE when `stream` is true."""
     if request.stream:
         return StreamingResponse(
-            server_sent_events(service.stream(request, principal.groups)),
+            server_sent_events(in_one_context(service.stream(request, principal.groups))),
             media_type="text/event-stream",
         )
     return await run_in_threadpool(service.query, request, principal.groups)
