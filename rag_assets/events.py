@@ -45,11 +45,19 @@ FRESHNESS_WINDOW = timedelta(hours=1)  # versions the freshness check judges
 
 
 @dg.sensor(minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
-def object_store_changes(context: dg.SensorEvaluationContext, rag: RagResource) -> dg.SkipReason:
-    """Announce sources added, changed or deleted in the object store on Kafka."""
+def object_store_changes(
+    context: dg.SensorEvaluationContext, rag: RagResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Announce sources added, changed or deleted in the object store on Kafka. Its work is
+    the announcement, not a run (the streaming worker or `document_change_runs` follow the
+    events): a tick that announced changes says so in its log; only one that found none is
+    skipped."""
     events = sync_object_store(rag.store(), rag.publish_document_changes)
+    if not events:
+        return dg.SkipReason("no source changed")
     upserts = sum(event.op == "upsert" for event in events)
-    return dg.SkipReason(f"announced {upserts} upserts, {len(events) - upserts} deletes")
+    context.log.info(f"announced {upserts} upserts, {len(events) - upserts} deletes")
+    return dg.SensorResult()
 
 
 def _offset_key(message: Message) -> str:

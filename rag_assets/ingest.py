@@ -24,6 +24,9 @@ DEFAULT_INSTANCE_CONFIG = """\
 # Embedded instance: SQLite under this folder; the README shows PostgreSQL for production.
 telemetry:
   enabled: false
+# No "Join the Dagster community" pop-up over the UI of a new instance.
+nux:
+  enabled: false
 """
 
 
@@ -45,7 +48,11 @@ def register_versions(instance: dg.DagsterInstance, keys: Sequence[str]) -> list
     return new_keys
 
 
-def _step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+# Events go to the instance either way; keep the console for the caller's own output.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
     """The root error of each failed step, which says more than the errors wrapping it."""
     errors = []
     for event in result.get_step_failure_events():
@@ -74,11 +81,10 @@ def materialize_versions(
         instance,
         tags=partition_range_tags(keys),
         raise_on_error=False,
-        # Events go to the instance either way; keep the console for the caller's own output.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config=QUIET_CONSOLE,
     )
     if not result.success:
-        errors = "; ".join(_step_errors(result))
+        errors = "; ".join(step_errors(result))
         raise IndexingRunFailed(f"indexing run {result.run_id} failed: {errors}")
 
 

@@ -3,16 +3,30 @@
 Dagster UI shows them like any other (rag_core.flows.orchestration has the port)."""
 
 from collections.abc import Callable, Sequence
+from contextlib import redirect_stdout
 
 import dagster as dg
 
 from rag_assets.definitions import run_in_process
-from rag_assets.ingest import backfill_index, ingest_sources, local_instance
-from rag_assets.streaming import InstanceRecorder
+from rag_assets.ingest import (
+    QUIET_CONSOLE,
+    backfill_index,
+    ingest_sources,
+    local_instance,
+    step_errors,
+)
+from rag_assets.streaming import InstanceRecorder, StreamedIndexChecks
 from rag_core import services
+from rag_core.adapters.warehouse.dbt import dbt_paths
 from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureRequest
-from rag_core.flows.orchestration import ERASURE_JOB, erasure_run_config, failing_the_request
+from rag_core.flows.orchestration import (
+    ERASURE_JOB,
+    WAREHOUSE_BUILD_JOB,
+    RunFailed,
+    erasure_run_config,
+    failing_the_request,
+)
 from rag_core.flows.streaming import BatchOutcome
 from rag_core.settings import Settings
 
@@ -43,6 +57,22 @@ def _reason(failed_run: dg.DagsterError) -> str:
     return f"{failed_run}: {type(cause).__name__}: {cause}" if cause else str(failed_run)
 
 
+def build_warehouse(settings: Settings, instance: dg.DagsterInstance) -> str:
+    """Materialize the warehouse's models (`dbt build`) in one run; returns its id. dbt's
+    output, which dagster-dbt echoes on stdout, goes to `dbt/logs/build.log` under RAG_HOME
+    (a failure's own errors are in the exception)."""
+    _, log_dir = dbt_paths(settings)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "build.log").open("a") as log, redirect_stdout(log):
+        result = run_in_process(
+            WAREHOUSE_BUILD_JOB, settings, instance, raise_on_error=False, run_config=QUIET_CONSOLE
+        )
+    if not result.success:
+        errors = "; ".join(step_errors(result))
+        raise RunFailed(f"warehouse build run {result.run_id} failed: {errors}")
+    return result.run_id
+
+
 class InProcessOrchestrator:
     """Every call runs to the end here, whatever `wait` says."""
 
@@ -63,8 +93,18 @@ class InProcessOrchestrator:
         with local_instance(self.settings) as instance:
             return execute(self.settings, instance, request_id)
 
+    def build_warehouse(self, *, wait: bool = True) -> str:
+        with local_instance(self.settings) as instance:
+            return build_warehouse(self.settings, instance)
+
     def streaming_recorder(self) -> Callable[[BatchOutcome], None]:
-        return InstanceRecorder(local_instance(self.settings), self.settings.freshness_sla_seconds)
+        instance = local_instance(self.settings)
+        checks = StreamedIndexChecks(
+            instance,
+            services.chunk_index(self.settings),
+            services.embedder(self.settings).dimension,  # the worker's model, loaded once
+        )
+        return InstanceRecorder(instance, self.settings.freshness_sla_seconds, checks)
 
     def prepare_instance(self) -> None:
         with local_instance(self.settings) as instance:

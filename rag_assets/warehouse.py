@@ -1,5 +1,7 @@
 """The warehouse producer in Dagster: dbt builds the document models, then
 `warehouse_row_events` announces the rows they inserted, changed or dropped on Kafka.
+`sync_warehouse` does both; `build_warehouse` (what `ragctl warehouse build` runs) builds
+the models alone, with no broker needed.
 
 The models' assets are made from dbt's manifest, so they are built when the code location
 loads its definitions (`warehouse_defs`), never on import. The manifest is parsed then, into
@@ -31,10 +33,12 @@ from rag_core.adapters.warehouse.dbt import (
     manifest_dir,
     parse_project,
 )
+from rag_core.flows.orchestration import WAREHOUSE_BUILD_JOB
 from rag_core.settings import Settings
 from rag_core.sources import warehouse as warehouse_source
 
 GROUP = "warehouse"
+ROW_EVENTS = "warehouse_row_events"
 
 # Prepared once per process and target: the models are code, which does not change while a
 # process runs (`dagster dev` reloads definitions in a new one).
@@ -80,6 +84,7 @@ def _models(project: DbtProject) -> dg.AssetsDefinition:
 def _row_events(models: dg.AssetsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         deps=[get_asset_key_for_model([models], model) for model in rows.document_models()],
+        name=ROW_EVENTS,
         group_name=GROUP,
         kinds={"kafka"},
     )
@@ -104,6 +109,11 @@ sync_warehouse = dg.define_asset_job(
     "sync_warehouse",
     selection=dg.AssetSelection.groups(GROUP),
     description="Rebuild the warehouse's document models and announce their row changes.",
+)
+build_warehouse = dg.define_asset_job(
+    WAREHOUSE_BUILD_JOB,
+    selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(ROW_EVENTS),
+    description="`dbt build`: the warehouse's document models and their tests.",
 )
 
 
@@ -134,7 +144,7 @@ def warehouse_defs(settings: Settings) -> dg.Definitions:
     models = _models(project)
     return dg.Definitions(
         assets=[models, _row_events(models)],
-        jobs=[sync_warehouse],
+        jobs=[sync_warehouse, build_warehouse],
         schedules=[sync_warehouse_schedule],
         resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
     )

@@ -1,5 +1,6 @@
 """The orchestration port: what the CLI and the API ask of the orchestrator (index these
-sources, backfill the index, carry out an erasure request), so neither imports it.
+sources, backfill the index, carry out an erasure request, build the warehouse's models), so
+neither imports it.
 
 Two implementations, chosen by `RAG_ORCHESTRATOR`:
 - `in_process` (the embedded default, `ragctl` and tests): runs execute in the caller's
@@ -38,6 +39,7 @@ IN_PROCESS_ORCHESTRATOR = "rag_assets.orchestration:InProcessOrchestrator"
 INDEXING_JOB = "ingest_documents"
 ERASURE_JOB = "rtbf"
 ERASURE_ASSET = "erasure_request"
+WAREHOUSE_BUILD_JOB = "build_warehouse"
 VERSION_PARTITIONS = "document_versions"
 # Dagster's run tags for one partition and for a range of them (no public constant has them).
 PARTITION_TAG = "dagster/partition"
@@ -67,6 +69,11 @@ class Orchestrator(Protocol):
 
     def erase(self, request_id: str, *, wait: bool = True) -> ErasureRequest:
         """Carry out (or resume) a submitted erasure request; returns it as it then stands."""
+        ...
+
+    def build_warehouse(self, *, wait: bool = True) -> str:
+        """`dbt build` the warehouse's models (and run their tests) in one run, which
+        materializes their assets; returns the run's id."""
         ...
 
     def streaming_recorder(self) -> Callable[["BatchOutcome"], None]:
@@ -190,6 +197,14 @@ class SubmittedOrchestrator:
             request = erasure.load(store, request_id)
             reason = request.error if request and request.status == "failed" else None
             raise RunFailed(reason or f"erasure run {run_id} ended {status}")
+
+    def build_warehouse(self, *, wait: bool = True) -> str:
+        run_id = self.webserver.launch_run(self.webserver.find_job(WAREHOUSE_BUILD_JOB))
+        if wait and (status := self.webserver.wait_for_run(run_id)) != "SUCCESS":
+            raise RunFailed(
+                f"warehouse build run {run_id} ended {status}; its events are in the UI"
+            )
+        return run_id
 
     def streaming_recorder(self) -> Callable[["BatchOutcome"], None]:
         return _in_process(self.settings).streaming_recorder()

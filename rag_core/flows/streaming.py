@@ -5,7 +5,8 @@ A Dagster run per event cannot be fresh: importing the stack and loading the mod
 tens of seconds. This worker keeps the parser, the embedding model and the index open,
 handles each poll's events as one batch (reconcile, raw → index in-process), and only then
 commits the offsets. `on_batch` lets the caller record the outcome (the Dagster wiring
-reports it to the instance as runless materializations).
+reports it to the instance as runless materializations); a recorder with work that can wait
+(the index checks) does it in `when_idle`, off the path from event to commit.
 
 Bad days: a batch that keeps failing is, after `stream_max_attempts` attempts, handled event
 by event and the events that still fail are dead-lettered, so one poison event cannot hold
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -80,6 +81,8 @@ class BatchOutcome:
     indexed: list[DocumentVersion] = field(default_factory=list)
     access_only: list[DocumentVersion] = field(default_factory=list)  # of those indexed
     retired: list[tuple[str, str]] = field(default_factory=list)
+    # Chunks of each version written to the index, by (doc_id, version).
+    chunk_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     dead_letters: int = 0
     freshness: list[Freshness] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # time spent, by stage
@@ -97,10 +100,19 @@ class BatchOutcome:
         self.indexed += other.indexed
         self.access_only += other.access_only
         self.retired += other.retired
+        self.chunk_counts |= other.chunk_counts
         self.dead_letters += other.dead_letters
         self.freshness += other.freshness
         for stage, seconds in other.seconds.items():
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+@runtime_checkable
+class IdleWork(Protocol):
+    """A batch recorder with work that can wait for a quiet moment: the worker calls
+    `when_idle` after each poll that brought no event."""
+
+    def when_idle(self) -> None: ...
 
 
 class DeadLetterFailed(RuntimeError):
@@ -259,6 +271,7 @@ class StreamingIndexer:
         if outcome is None:
             self._optimize_when_idle()
             self._catch_up_when_idle()
+            self._record_when_idle()
         self.health.progressed()
         return outcome
 
@@ -372,6 +385,7 @@ class StreamingIndexer:
             outcome.indexed = plan.upserts
             outcome.access_only = plan.access_only
             outcome.retired += result.retired
+            outcome.chunk_counts |= result.chunk_counts
         if plan.deletions:
             with outcome.timed("retire"):
                 outcome.retired += retire_documents(self.store, self.index, list(plan.deletions))
@@ -416,6 +430,16 @@ class StreamingIndexer:
                           self._catch_up_tries_left)  # fmt: skip
             return
         self._catch_up_tries_left = 0
+
+    def _record_when_idle(self) -> None:
+        """The recorder's deferred work; its failure is logged, as the events it follows
+        are indexed and committed already."""
+        if not isinstance(self.on_batch, IdleWork):
+            return
+        try:
+            self.on_batch.when_idle()
+        except Exception:
+            log.exception("the recorder's idle work failed; it is tried again when idle")
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set. A batch that fails (S3 or the warehouse unreachable, say)
