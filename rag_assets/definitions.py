@@ -4,6 +4,7 @@ Built once. A job run in process (`run_in_process`) gets the caller's settings a
 resource instead of the environment's.
 """
 
+import warnings
 from functools import cache
 from typing import Any
 
@@ -13,6 +14,14 @@ from rag_assets import documents, erasure, events, warehouse
 from rag_assets.resources import RagResource
 from rag_core.domain.layout import Stage
 from rag_core.settings import Settings
+
+# No sensor here has owners: Dagster itself passes `owners=[]` when it copies a sensor to bind
+# resources to its jobs, on every load of the location, and warns that the parameter is beta.
+warnings.filterwarnings(
+    "ignore",
+    category=dg.BetaWarning,
+    message=r"Parameter `owners` of initializer `SensorDefinition.__init__` is currently in beta",
+)
 
 
 def build_defs(rag: RagResource) -> dg.Definitions:

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:3000",
         description="Dagster webserver the `dagster` orchestrator submits runs to.",
     )
+    api_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where people reach the API: the base of links to it (Dagster metadata).",
+    )
+    cli_use_api: bool = Field(
+        default=False,
+        description="`ragctl search` and `ask` send their requests to the API at `api_url` "
+        "(as `ragctl dev` runs it; it must accept the CLI without a token, RAG_AUTH_MODE=dev) "
+        "instead of loading the index and the model in-process; in-process when nothing "
+        "answers there.",
+    )
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO).")
     s3_region: str = "us-east-1"
 

@@ -1,50 +1,58 @@
 """`ragctl`: ingest, search, ask, status, serve, and the whole stack for development.
 
-JSON output (`--json`) has the same shapes as the REST API.
+JSON output (`--json`) has the same shapes as the REST API. Storage, models and the
+orchestrator are imported inside the commands that use them, so a command starts without
+loading the rest of the stack; with RAG_CLI_USE_API, `search` and `ask` load none of it and
+ask the running API instead.
 """
 
 import ipaddress
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from json import dumps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.progress import track
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperGroup
 
-from rag_core import services
-from rag_core.adapters import audit
-from rag_core.adapters.catalog import add_sources
-from rag_core.adapters.kafka import EventPublisher
 from rag_core.adapters.llm.server import LocalLLMServer
 from rag_core.adapters.llm.weights import assemble_local_model
 from rag_core.adapters.local_servers import TansuBroker
-from rag_core.adapters.processes import accepts_connections, stop_process_groups
-from rag_core.adapters.warehouse.dbt import build_models
+from rag_core.adapters.processes import (
+    Child,
+    ChildExited,
+    accepts_connections,
+    responds_ok,
+    start_logged,
+    stop_process_groups,
+    wait_until_ready,
+)
 from rag_core.domain.events import topic_schemas
 from rag_core.domain.schemas import (
     MAX_TOP_K,
+    Hit,
     QueryRequest,
+    QueryResponse,
     SearchMode,
     SearchRequest,
     SearchResponse,
 )
-from rag_core.flows import erasure
-from rag_core.flows.erasure import ErasureScope
-from rag_core.flows.orchestration import CODE_LOCATION_MODULE, RunFailed, orchestrator_for
-from rag_core.flows.streaming import StreamingIndexer
-from rag_core.flows.sync import sync_object_store
 from rag_core.settings import Settings, get_settings
-from rag_core.sources import warehouse, warehouse_sample
+from rag_serving.cli_documents import documents_app
+
+if TYPE_CHECKING:
+    from rag_core.adapters.objectstore import ObjectStore
+    from rag_core.flows.orchestration import Orchestrator
+    from rag_core.flows.pipeline import ParseFailure
 
 console = Console(stderr=True)
 
@@ -77,13 +85,24 @@ def _one_line(failure: Exception) -> str:
 app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True, cls=OneLineErrors)
 warehouse_app = typer.Typer(help="The warehouse: sample tables and dbt models.")
 app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(documents_app, name="documents")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]
 
 
+def orchestrator_for(settings: Settings) -> "Orchestrator":
+    """The orchestrator `RAG_ORCHESTRATOR` names, imported on first use: its module loads the
+    indexing stack, which only the commands that start runs need."""
+    from rag_core.flows import orchestration
+
+    return orchestration.orchestrator_for(settings)
+
+
 def _index_sources(settings: Settings, source_keys: list[str] | None, activity: str) -> list[str]:
     """Index new versions of the given sources (all when None) in one Dagster run."""
+    from rag_core.flows.orchestration import RunFailed
+
     with console.status(activity):
         try:
             return orchestrator_for(settings).index_sources(source_keys)
@@ -97,6 +116,11 @@ def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
     """Copy files or folders into the object store and index them; returns when queryable.
     A `<file>.meta.json` beside a file is copied as its access sidecar (acl, subjects), never
     indexed as a document."""
+    from rich.progress import track
+
+    from rag_core import services
+    from rag_core.adapters.catalog import add_sources
+
     settings = get_settings()
     store = services.object_store(settings)
     try:
@@ -107,19 +131,45 @@ def ingest(paths: Annotated[list[Path], typer.Argument(exists=True)]) -> None:
         console.print(f"[red]{refused}[/red]")
         raise typer.Exit(2) from refused
     new_keys = _index_sources(settings, source_keys, "Indexing new document versions")
+    outcome = f"{_counted(len(source_keys), 'file')} copied; {_outcome(store, new_keys)}"
+    console.print(outcome, markup=False, highlight=False)  # file names are not markup
     status = services.index_status(settings)
     console.print(
-        f"{len(source_keys)} files, {len(new_keys)} new versions indexed; index holds "
-        f"{status.documents} documents, {status.chunks} chunks"
-        + (f"; {status.failed_documents} could not be parsed" if status.failed_documents else "")
+        f"the index holds {_counted(status.documents, 'document')}, "
+        f"{_counted(status.chunks, 'chunk')}"
     )
 
 
 @app.command()
 def discover() -> None:
     """Index whatever is new or changed among the object store's sources."""
-    new_keys = _index_sources(get_settings(), None, "Scanning sources, indexing new versions")
-    console.print(f"{len(new_keys)} new versions indexed")
+    from rag_core import services
+
+    settings = get_settings()
+    new_keys = _index_sources(settings, None, "Scanning sources, indexing new versions")
+    console.print(_outcome(services.object_store(settings), new_keys), markup=False)
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _outcome(store: "ObjectStore", partition_keys: list[str]) -> str:
+    """What became of new versions: how many were indexed, and the sources of those that
+    could not be parsed (named from their manifests, never from Dagster's records)."""
+    from rag_core.domain.ids import split_partition_key
+    from rag_core.flows.pipeline import parse_failures
+
+    failures = parse_failures(store, map(split_partition_key, partition_keys))
+    summary = f"{_counted(len(partition_keys) - len(failures), 'new version')} indexed"
+    if not failures:
+        return summary
+    lines = [f"  {_source_of(failure.source_key)}: {failure.reason}" for failure in failures]
+    return "\n".join([f"{summary}, {len(failures)} could not be parsed:", *lines])
+
+
+def _source_of(source_key: str | None) -> str:
+    return source_key or "(source gone)"
 
 
 @app.command()
@@ -129,6 +179,11 @@ def sync() -> None:
 
 
 def _announce_changes(settings: Settings) -> str:
+    from rag_core import services
+    from rag_core.adapters.kafka import EventPublisher
+    from rag_core.flows.sync import sync_object_store
+    from rag_core.sources import warehouse
+
     publisher = EventPublisher(settings)
     documents = sync_object_store(services.object_store(settings), publisher.document_changes)
     rows = (
@@ -147,7 +202,7 @@ def stream(
     ] = 9464,
 ) -> None:
     """Index change events as they arrive (the warm streaming worker), until interrupted."""
-    from rag_core.flows.streaming import serve_probes
+    from rag_core.flows.streaming import StreamingIndexer, serve_probes
 
     settings = get_settings()
     recorder = orchestrator_for(settings).streaming_recorder()
@@ -170,6 +225,8 @@ def stream(
 @app.command()
 def backfill() -> None:
     """Rebuild the index from the object store and the warehouse in one Dagster run."""
+    from rag_core.flows.orchestration import RunFailed
+
     with console.status("Rebuilding every current document version"):
         try:
             keys = orchestrator_for(get_settings()).backfill()
@@ -194,6 +251,10 @@ def forget(
 ) -> None:
     """Erase documents (by id, source prefix or data subject) everywhere, verify, audit;
     or, with --readmit, let the content a request erased be indexed again (audited)."""
+    from rag_core import services
+    from rag_core.flows import erasure
+    from rag_core.flows.erasure import ErasureScope
+
     settings = get_settings()
     store = services.object_store(settings)
     if readmit is not None:
@@ -225,6 +286,8 @@ def forget(
 
 
 def _parse_head(value: str | None) -> tuple[int, str] | None:
+    from rag_core.adapters import audit
+
     if value is None:
         return None
     try:
@@ -242,6 +305,9 @@ def audit_trail(
     ] = None,
 ) -> None:
     """The erasure audit trail and whether its hash chain is intact."""
+    from rag_core import services
+    from rag_core.adapters import audit
+
     store = services.object_store(get_settings())
     problems = audit.verify_trail(store, expected_head=_parse_head(expect_head))
     if json:
@@ -267,15 +333,19 @@ def audit_trail(
 @warehouse_app.command("load-sample")
 def warehouse_load_sample() -> None:
     """(Re)load the sample support tickets into the warehouse's raw schema."""
+    from rag_core.sources import warehouse_sample
+
     rows = warehouse_sample.load_sample(get_settings())
     console.print(f"{rows} sample rows loaded into {warehouse_sample.SAMPLE_TABLE}")
 
 
 @warehouse_app.command("build")
 def warehouse_build() -> None:
-    """Run `dbt build`: staging models and the models that render rows into documents."""
-    build_models(get_settings())
-    console.print("dbt build finished")
+    """Run `dbt build` (staging models and the models that render rows into documents) as a
+    Dagster run, which the UI shows with the models' assets and their tests."""
+    with console.status("Building the warehouse's models (dbt build)"):
+        run_id = orchestrator_for(get_settings()).build_warehouse()
+    console.print(f"dbt build finished: run {run_id}")
 
 
 @app.command()
@@ -287,7 +357,18 @@ def search(
 ) -> None:
     """Chunks most relevant to QUERY."""
     request = SearchRequest(query=query, top_k=top_k, mode=mode)  # refused before any loading
-    hits = services.retriever(get_settings()).search(request.query, top_k, mode=mode)
+    settings = get_settings()
+    answered = _from_api(settings, "/v1/search", request)
+    if answered is not None:
+        hits = SearchResponse.model_validate_json(answered).hits
+    else:
+        from rag_core import services
+
+        hits = services.retriever(settings).search(request.query, top_k, mode=mode)
+    _print_hits(hits, json)
+
+
+def _print_hits(hits: list[Hit], json: bool) -> None:
     if json:
         print(SearchResponse(hits=hits).model_dump_json(indent=2))
         return
@@ -302,7 +383,18 @@ def search(
 def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
     """Answer QUESTION from the index, with citations."""
     request = QueryRequest(question=question, top_k=top_k)  # refused before any loading
-    response = services.query_service(get_settings()).query(request)
+    settings = get_settings()
+    answered = _from_api(settings, "/v1/query", request)
+    if answered is not None:
+        response = QueryResponse.model_validate_json(answered)
+    else:
+        from rag_core import services
+
+        response = services.query_service(settings).query(request)
+    _print_answer(response, json)
+
+
+def _print_answer(response: QueryResponse, json: bool) -> None:
     if json:
         print(response.model_dump_json(indent=2))
         return
@@ -312,10 +404,54 @@ def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
         out.print(f"[{citation.n}] {citation.title} — {citation.source_uri}")
 
 
+class ApiRefused(RuntimeError):
+    """The API answered a request of the CLI with an error."""
+
+
+def _from_api(settings: Settings, path: str, request: BaseModel) -> bytes | None:
+    """The API's answer (JSON) to a read request, with RAG_CLI_USE_API, from the API at
+    RAG_API_URL, whose process has the index open and the model loaded; None without the
+    setting or when nothing answers there: then the command runs in this process. The API
+    reads as the CLI would only with the dev identity (RAG_AUTH_MODE=dev): no token is sent."""
+    if not settings.cli_use_api:
+        return None
+    import httpx
+
+    url = settings.api_url.rstrip("/") + path
+    body = request.model_dump(mode="json", exclude_none=True)
+    timeout = httpx.Timeout(settings.llm_timeout_seconds + 30, connect=2.0)
+    try:
+        response = httpx.post(url, json=body, timeout=timeout)
+    except httpx.ConnectError:
+        console.print(f"no API answers at {settings.api_url}: running in this process",
+                      style="dim", markup=False, highlight=False)  # fmt: skip
+        return None
+    if response.is_error:
+        raise ApiRefused(f"{url} answered {response.status_code}: {response.text[:300]}")
+    return response.content
+
+
 @app.command()
-def status(json: JsonOption = False) -> None:
-    """Documents, versions, chunks and index version."""
-    current = services.index_status(get_settings())
+def status(
+    json: JsonOption = False,
+    failures: Annotated[
+        bool,
+        typer.Option(
+            "--failures", help="List the versions that could not be parsed, by their source."
+        ),
+    ] = False,
+) -> None:
+    """Documents, versions, chunks and index version; with --failures, the files that could
+    not be parsed: source, partition (`<doc_id>@<version>`) and reason."""
+    from rag_core import services
+
+    settings = get_settings()
+    if failures:
+        from rag_core.flows.pipeline import parse_failures
+
+        _print_failures(parse_failures(services.object_store(settings)), json)
+        return
+    current = services.index_status(settings)
     if json:
         print(current.model_dump_json(indent=2))
         return
@@ -323,6 +459,17 @@ def status(json: JsonOption = False) -> None:
     counts = (current.documents, current.versions, current.chunks, current.index_version,
               current.failed_documents)  # fmt: skip
     table.add_row(*(str(count) for count in counts))
+    Console().print(table)
+
+
+def _print_failures(failures: "list[ParseFailure]", json: bool) -> None:
+    if json:
+        print(dumps({"failures": [failure.model_dump() for failure in failures]}, indent=2))
+        return
+    table = Table("source", Column("partition", overflow="fold"), "reason")  # whole, to copy
+    for failure in sorted(failures, key=lambda f: _source_of(f.source_key)):
+        table.add_row(_source_of(failure.source_key), f"{failure.doc_id}@{failure.version}",
+                      failure.reason)  # fmt: skip
     Console().print(table)
 
 
@@ -362,10 +509,13 @@ def _refuse_dev_identity_off_loopback(settings: Settings, host: str) -> None:
         raise typer.Exit(2)
 
 
-def _reset_signals() -> None:
-    """Children get default SIGINT/SIGTERM handling, whatever the parent shell ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+DEV_START_TIMEOUT_SECONDS = 600.0
+STREAM_PROBES_PORT = 9464  # `ragctl stream`'s /readyz: it has caught up and consumes
+
+
+def _dev_logs(settings: Settings) -> Path:
+    """Where `ragctl dev` sends its children's output, one file per process."""
+    return settings.home / "logs"
 
 
 @app.command()
@@ -375,58 +525,102 @@ def dev(
     dagster_port: Annotated[int, typer.Option()] = 3000,
 ) -> None:
     """Kafka broker (tansu, unless one is configured) + streaming worker + Dagster webserver
-    and daemon + API + local model, until interrupted."""
+    and daemon + API + local model, until interrupted. Their output goes to files under
+    RAG_HOME/logs; the console ends with where everything is once all of it is ready."""
     settings = get_settings()
     _refuse_dev_identity_off_loopback(settings, host)
     orchestrator_for(settings).prepare_instance()
-    broker = _embedded_broker(settings)
-    env = os.environ | {
-        "RAG_HOME": str(settings.home),
-        "DAGSTER_HOME": str(settings.dagster_home),
-        "RAG_DAGSTER_URL": f"http://{host}:{dagster_port}",  # with RAG_ORCHESTRATOR=dagster
-    }
-    local_llm = None
-    if not settings.llm_base_url:  # the embedded default: serve the packaged model ourselves
-        with console.status("Assembling the local model (once)"):
-            local_llm = LocalLLMServer(
-                assemble_local_model(settings.home / "models"), settings.llm_port
-            )
-        env["RAG_LLM_BASE_URL"] = local_llm.base_url
-    bin_dir = Path(sys.executable).parent
-    commands = [
-        [str(bin_dir / "dagster-webserver"), "-m", CODE_LOCATION_MODULE,
-         "-h", host, "-p", str(dagster_port)],
-        [str(bin_dir / "dagster-daemon"), "run", "-m", CODE_LOCATION_MODULE],
-        [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
-         "--host", host, "--port", str(api_port)],
-        [str(bin_dir / "ragctl"), "stream"],
-    ]  # fmt: skip
-    if local_llm:
-        commands.append(local_llm.command)
-    processes = [
-        subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_reset_signals)
-        for cmd in commands
-    ]
-    console.print(
-        f"Dagster UI http://{host}:{dagster_port}  API http://{host}:{api_port}/docs  "
-        f"LLM {env.get('RAG_LLM_BASE_URL') or 'none (extractive answers)'}"
-    )
     # Stop on SIGINT or SIGTERM even when started from a shell that ignores SIGINT for
-    # background jobs (Python then leaves SIGINT ignored).
+    # background jobs (Python then leaves SIGINT ignored). Set before any child starts: the
+    # children then get the default handling back (an ignored signal would stay ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    logs = _dev_logs(settings)
+    children: list[Child] = []
+    broker = None
     try:
+        broker = _embedded_broker(settings)
+        llm_url = settings.llm_base_url
+        if not llm_url:  # the embedded default: serve the packaged model ourselves
+            with console.status("Assembling the local model (once)"):
+                model = assemble_local_model(settings.home / "models")
+            local_llm = LocalLLMServer(model, settings.llm_port, log_path=logs / "llm.log")
+            children.append(local_llm.spawn())
+            llm_url = local_llm.base_url
+        env = os.environ | {
+            "RAG_HOME": str(settings.home),
+            "DAGSTER_HOME": str(settings.dagster_home),
+            "RAG_DAGSTER_URL": f"http://{host}:{dagster_port}",  # with RAG_ORCHESTRATOR=dagster
+            "RAG_LLM_BASE_URL": llm_url,
+        }
+        for name, command, log_name, ready in _dev_commands(host, api_port, dagster_port):
+            process = start_logged(command, logs / log_name, env=env)
+            children.append(Child(name, process, logs / log_name, ready))
+        starting = ", ".join(child.name for child in children)
+        console.print(f"starting {starting}; logs in {logs}", soft_wrap=True)
         console.print(_announce_changes(settings))
-        while all(process.poll() is None for process in processes):
+        with console.status("Waiting for them to be ready"):
+            wait_until_ready(children, DEV_START_TIMEOUT_SECONDS)
+        kafka = settings.kafka_bootstrap_servers + (" (tansu, in memory)" if broker else "")
+        banner = _dev_banner(host, api_port, dagster_port, llm_url, kafka, logs)
+        console.print(banner, markup=False, highlight=False, soft_wrap=True)
+        while True:
+            for child in children:
+                child.check_running()
             time.sleep(0.5)
-        console.print("[red]a process exited; stopping the others[/red]")
-        raise typer.Exit(1)
+    except (ChildExited, TimeoutError) as failure:
+        console.print(f"{failure}\nstopping the others", style="red", markup=False,
+                      highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(1) from failure
     except KeyboardInterrupt:
         pass
     finally:
-        stop_process_groups(processes)
+        stop_process_groups([child.process for child in children])
         if broker:
             broker.stop()
+
+
+def _dev_commands(
+    host: str, api_port: int, dagster_port: int
+) -> list[tuple[str, list[str], str, Callable[[], bool]]]:
+    """What `ragctl dev` runs beside the broker and the model: name, command, log file, and
+    when it is ready (the daemon serves nothing: running is all it shows)."""
+    from rag_core.flows.orchestration import CODE_LOCATION_MODULE
+
+    bin_dir = Path(sys.executable).parent
+    dagster, api = f"http://{host}:{dagster_port}", f"http://{host}:{api_port}"
+    return [
+        ("the Dagster webserver",
+         [str(bin_dir / "dagster-webserver"), "-m", CODE_LOCATION_MODULE,
+          "-h", host, "-p", str(dagster_port)],
+         "dagster-webserver.log", partial(responds_ok, f"{dagster}/server_info")),
+        ("the Dagster daemon",
+         [str(bin_dir / "dagster-daemon"), "run", "-m", CODE_LOCATION_MODULE],
+         "dagster-daemon.log", lambda: True),
+        ("the API",
+         [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
+          "--host", host, "--port", str(api_port)],
+         "api.log", partial(responds_ok, f"{api}/healthz")),
+        ("the streaming worker",
+         [str(bin_dir / "ragctl"), "stream", "--metrics-port", str(STREAM_PROBES_PORT)],
+         "stream.log", partial(responds_ok, f"http://127.0.0.1:{STREAM_PROBES_PORT}/readyz")),
+    ]  # fmt: skip
+
+
+def _dev_banner(
+    host: str, api_port: int, dagster_port: int, llm_url: str, kafka: str, logs: Path
+) -> str:
+    """The lines `ragctl dev` ends its start-up with: where everything is, how to stop."""
+    rows = {
+        "Dagster UI": f"http://{host}:{dagster_port}",
+        "API docs": f"http://{host}:{api_port}/docs",
+        "LLM": llm_url,
+        "Kafka": kafka,
+        "Logs": f"{logs}/ (one file per process)",
+        "Stop": "Ctrl-C",
+    }
+    width = max(map(len, rows))
+    return "\n".join(["Ready.", *(f"  {name:<{width}}  {value}" for name, value in rows.items())])
 
 
 def _embedded_broker(settings: Settings) -> TansuBroker | None:
@@ -437,6 +631,6 @@ def _embedded_broker(settings: Settings) -> TansuBroker | None:
         return None
     with console.status("Starting the Kafka broker (tansu, in memory)"):
         return TansuBroker(
-            int(port or 9092), log_path=settings.home / "tansu.log",
+            int(port or 9092), log_path=_dev_logs(settings) / "broker.log",
             topic_schemas=topic_schemas(settings), data_dir=settings.home / "tansu",
         ).start()  # fmt: skip

@@ -83,7 +83,7 @@ def test_discover_indexes_files_put_straight_into_the_store(rag_home: Settings) 
     dropped.write_text("# FAQ\n\nThe cafeteria opens at eight and closes at three.\n")
     result = runner.invoke(app, ["discover"])
     assert result.exit_code == 0, result.output
-    assert "1 new versions indexed" in result.output
+    assert "1 new version indexed" in result.output
     assert runner.invoke(app, ["discover"]).output.strip().endswith("0 new versions indexed")
     hits = _json(["search", "when does the cafeteria open", "--json"])["hits"]
     assert hits[0]["source_uri"].endswith("documents/faq.md")
@@ -115,7 +115,7 @@ def test_ingest_applies_a_sidecar_and_never_indexes_it(rag_home: Settings, tmp_p
     result = runner.invoke(app, ["ingest", str(folder)])
 
     assert result.exit_code == 0, result.output
-    assert "1 files, 1 new versions indexed" in result.output
+    assert "1 file copied; 1 new version indexed" in result.output
     index = services.chunk_index(rag_home)
     [doc_id] = index.documents_matching(EVERY_DOCUMENT)
     assert any("hr" in acl for acl, _ in index.access_of([doc_id])[doc_id])

@@ -1,17 +1,27 @@
-"""Servers the platform starts itself (broker, S3, local model) as child processes.
+"""Servers the platform starts itself (broker, S3, local model, the `ragctl dev` stack) as
+child processes.
 
-Each child runs in its own session so that stopping it also stops whatever it spawned.
+Each child runs in its own session so that stopping it also stops whatever it spawned, and
+writes its output to a log file of its own rather than to the console of whoever started it.
 """
 
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import BinaryIO, Self
+
+LOG_TAIL_LINES = 20
 
 
 def stop_process_groups(
@@ -46,8 +56,116 @@ def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def responds_ok(url: str) -> bool:
+    """Whether a GET of `url` answers 200 within 2 s (straight, never through a proxy)."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with direct.open(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, http.client.HTTPException):  # refused, timed out, an error status
+        return False
+
+
+def start_logged(
+    command: Sequence[str],
+    log_path: Path | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `command` in a session of its own, its stdout and stderr appended to `log_path`
+    (discarded when None) after a line that marks the start.
+
+    No Python code runs in the child between fork and exec (no `preexec_fn`): that would run
+    the at-fork hooks of the libraries loaded here, and LanceDB's warns from every child. A
+    signal this process handles is back to its default in the child after exec."""
+    with _opened_log(log_path, command) as log:
+        return subprocess.Popen(
+            list(command),
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+@contextmanager
+def _opened_log(log_path: Path | None, command: Sequence[str]) -> Iterator[int | BinaryIO]:
+    if log_path is None:
+        yield subprocess.DEVNULL
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        log.write(f"--- {started} started: {' '.join(command)}\n".encode())
+        log.flush()
+        yield log
+
+
+def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last `lines` lines of a log (none when it does not exist)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            return [line.rstrip("\n") for line in deque(log, maxlen=lines)]
+    except FileNotFoundError:
+        return []
+
+
+class ChildExited(RuntimeError):
+    """A child ended while it should have been running. The message names it, its exit
+    status, and ends with the last lines of its log and the log's path."""
+
+    def __init__(self, name: str, returncode: int, log_path: Path | None):
+        message = f"{name} exited with {returncode}"
+        if log_path is not None:
+            tail = "\n".join(f"  {line}" for line in log_tail(log_path))
+            message += f"; the end of its log, {log_path}:\n{tail}"
+        super().__init__(message)
+        self.name = name
+        self.returncode = returncode
+
+
+@dataclass(frozen=True)
+class Child:
+    """A started child process, with how to tell that it is ready to serve."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path | None
+    ready: Callable[[], bool]
+
+    def check_running(self) -> None:
+        """Raise `ChildExited` if the process has ended."""
+        returncode = self.process.poll()
+        if returncode is not None:
+            raise ChildExited(self.name, returncode, self.log_path)
+
+
+def wait_until_ready(children: Sequence[Child], timeout: float, poll_seconds: float = 0.1) -> None:
+    """Return once every child is ready. Raise `ChildExited` as soon as one ends, and
+    `TimeoutError` naming those not ready (and their logs) after `timeout` seconds."""
+    waiting = list(children)
+    deadline = time.monotonic() + timeout
+    while True:
+        for child in children:
+            child.check_running()
+        waiting = [child for child in waiting if not child.ready()]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            late = ", ".join(
+                f"{child.name} (log {child.log_path})" if child.log_path else child.name
+                for child in waiting
+            )
+            raise TimeoutError(f"not ready within {timeout:.0f} s: {late}")
+        time.sleep(poll_seconds)
+
+
 class ChildServer:
-    """A server child process: `start` returns once `ready()` holds, `stop` ends it."""
+    """A server child process: `start` returns once `ready()` holds, `stop` ends it.
+    `spawn` starts it without waiting, for callers that start several at once."""
 
     name = "server"
     start_timeout = 60.0
@@ -69,29 +187,18 @@ class ChildServer:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def spawn(self) -> Child:
+        self._process = start_logged(self.command, self.log_path, env=self.env, cwd=self.cwd)
+        return Child(self.name, self._process, self.log_path, self.ready)
+
     def start(self) -> Self:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        child = self.spawn()
         try:
-            self._process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
-        finally:
-            if self.log_path:
-                log.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self._process.returncode}")
-            if self.ready():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"{self.name} did not start within {self.start_timeout:.0f} s")
+            wait_until_ready([child], self.start_timeout)
+        except (ChildExited, TimeoutError):
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self._process:

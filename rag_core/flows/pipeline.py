@@ -7,15 +7,15 @@ import io
 import json
 import multiprocessing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from rag_core.adapters.catalog import capture_raw, known_versions, remove_artifacts
+from rag_core.adapters.catalog import capture_raw, known_versions, read_manifest, remove_artifacts
 from rag_core.adapters.embedding import Embedder
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.domain.chunk_store import ChunkStore, chunk_schema
@@ -95,9 +95,35 @@ def parse_versions(
     return parsed_documents
 
 
-def parse_failures(store: ObjectStore) -> list[dict[str, str]]:
-    """Versions that could not be parsed, with the reason (no file names or content)."""
-    return [json.loads(store.get(obj.key)) for obj in store.list(Artifact.FAILURE)]
+class ParseFailure(BaseModel):
+    """A version that could not be parsed. Its record in `failures/` names no file; the source
+    is looked up in the version's manifest when the failure is read, so nothing that outlives
+    an erasure (Dagster's history) learns it."""
+
+    doc_id: str
+    version: str
+    reason: str
+    source_key: str | None = Field(description="None once the version's manifest is gone.")
+
+
+def parse_failures(
+    store: ObjectStore, versions: Iterable[tuple[str, str]] | None = None
+) -> list[ParseFailure]:
+    """Versions that could not be parsed (all, or those of the given (doc_id, version) pairs
+    that failed), with the reason and their source."""
+    if versions is None:
+        keys = [obj.key for obj in store.list(Artifact.FAILURE)]
+    else:
+        keys = [artifact_key(Artifact.FAILURE, *pair) for pair in versions]
+    return [_with_source(store, json.loads(store.get(key))) for key in keys if store.exists(key)]
+
+
+def _with_source(store: ObjectStore, record: dict[str, str]) -> ParseFailure:
+    try:
+        manifest = read_manifest(store, record["doc_id"], record["version"])
+    except FileNotFoundError:
+        return ParseFailure(**record, source_key=None)
+    return ParseFailure(**record, source_key=manifest.source_key)
 
 
 def chunk_version(

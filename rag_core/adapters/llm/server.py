@@ -15,14 +15,20 @@ class LocalLLMServer(ChildServer):
     name = "the local LLM server"
     start_timeout = 120.0
 
-    def __init__(self, model_path: Path, port: int, context_tokens: int = 4096):
+    def __init__(
+        self,
+        model_path: Path,
+        port: int,
+        context_tokens: int = 4096,
+        log_path: Path | None = None,
+    ):
         self.base_url = f"http://127.0.0.1:{port}/v1"
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
             "--model_alias", LOCAL_MODEL, "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(context_tokens),
         ]  # fmt: skip
-        super().__init__(command)
+        super().__init__(command, log_path=log_path)  # llama.cpp logs every tensor it loads
 
     def ready(self) -> bool:
         try:
