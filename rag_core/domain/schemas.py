@@ -119,3 +119,43 @@ class ReadinessReport(BaseModel):
     )
     dependencies: dict[str, DependencyStatus]
     checked_at: datetime
+
+
+MAX_DOCUMENTS_PAGE = 500
+ParseStatus = Literal["pending", "parsed", "failed"]
+
+
+class DocumentVersionView(BaseModel):
+    version: str
+    discovered_at: datetime
+    size: int | None = Field(description="Bytes; unknown for a version with no manifest left.")
+    chunks: int = Field(description="Chunks of this version in the index.")
+    parse_status: ParseStatus = Field(description="`pending` until the version is parsed.")
+    failure_reason: str | None = Field(description="Why parsing failed, when it did.")
+
+
+class DocumentAccess(BaseModel):
+    acl: list[str] = Field(description="Groups that may read it; everyone when empty.")
+    subjects: list[str] = Field(description="People it is about.")
+
+
+class DocumentSummary(BaseModel):
+    """A document as a person recognizes it: its source and title beside its opaque id."""
+
+    doc_id: str
+    source_key: str | None = Field(description="Key in the object store; None once it is gone.")
+    source_uri: str
+    title: str | None = Field(description="From the index; None until a version is indexed.")
+    chunks: int = Field(description="Chunks of every version in the index.")
+    latest_version: str
+    discovered_at: datetime = Field(description="When the latest version was discovered.")
+
+
+class DocumentDetails(DocumentSummary):
+    versions: list[DocumentVersionView] = Field(description="Newest first.")
+    access: DocumentAccess
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary]
+    total: int = Field(description="Documents matching, the caller may read, before paging.")
