@@ -11,11 +11,19 @@ SYSTEM_PROMPT = (
     "contain the answer, reply exactly: I don't know."
 )
 # Small models follow a shown format far better than a described one: one cited answer and
-# one refusal, over passages of their own.
+# one refusal, over passages of their own. Reference pages list neighbouring entries that share
+# a question's words ("Which port does the server listen on?" meets `listen_addresses` before
+# `port`), and a small model shown only easy passages answers with the entry whose name echoes
+# the question. So the example's first passage is such a decoy, and the answer states the fact
+# found in the second.
 _EXAMPLE_PASSAGES = [
+    "backup_dir (string)\n\nThe folder nightly backups are written to. It must be writable by "
+    "the server.",
+    "backup_days (integer)\n\nHow many days backups are kept; 30 by default. Older backups are "
+    "deleted at night.",
     "The office closes at six on Fridays.",
-    "Nightly backups are kept for thirty days and then deleted.",
 ]
+_EXAMPLE_ANSWER = "Backups are kept for 30 days by default [2]."
 
 
 class ChatMessage(TypedDict):
@@ -32,7 +40,7 @@ def prompt_messages(question: str, hits: list[Hit]) -> list[ChatMessage]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user_message("How long are backups kept?", _EXAMPLE_PASSAGES)},
-        {"role": "assistant", "content": "Backups are kept for thirty days [2]."},
+        {"role": "assistant", "content": _EXAMPLE_ANSWER},
         {"role": "user", "content": user_message("Who founded the company?", _EXAMPLE_PASSAGES)},
         {"role": "assistant", "content": "I don't know."},
         {"role": "user", "content": user_message(question, [hit.text for hit in hits])},

@@ -1,6 +1,7 @@
 """The query path: cache lookup → retrieve → rerank → generate, each a traced stage, as one
 response or as a stream of text deltas closed by the full response."""
 
+import unicodedata
 from collections.abc import Iterator
 
 from rag_core.adapters.cache import ResponseCache, cache_key, normalize_question
@@ -8,6 +9,17 @@ from rag_core.domain.answers import NO_ANSWER, Answerer, Generation
 from rag_core.domain.schemas import Hit, QueryRequest, QueryResponse
 from rag_core.flows.retrieval import Groups, Retriever
 from rag_core.telemetry import stage
+
+# Marks that end a question without changing what it asks ("What is VACUUM?" and
+# "what is  vacuum" are one question).
+_CLOSING_MARKS = " .?!"
+
+
+def question_cache_form(question: str) -> str:
+    """The question as the response cache keys it: Unicode-compatible forms unified (a
+    full-width question mark is a "?"), case and runs of spacing ignored, closing marks dropped."""
+    unified = unicodedata.normalize("NFKC", question)
+    return normalize_question(unified.casefold()).rstrip(_CLOSING_MARKS)
 
 
 class QueryService:
@@ -82,7 +94,7 @@ class QueryService:
         settings = self.retriever.settings
         return cache_key(
             "query",
-            question=normalize_question(request.question),
+            question=question_cache_form(request.question),
             top_k=request.top_k,
             filters=request.filters.model_dump(mode="json") if request.filters else None,
             mode=settings.retrieval_mode,
