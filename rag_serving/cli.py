@@ -551,6 +551,7 @@ def dev(
             "RAG_HOME": str(settings.home),
             "DAGSTER_HOME": str(settings.dagster_home),
             "RAG_DAGSTER_URL": f"http://{host}:{dagster_port}",  # with RAG_ORCHESTRATOR=dagster
+            "RAG_API_URL": f"http://{host}:{api_port}",  # document links in Dagster's metadata
             "RAG_LLM_BASE_URL": llm_url,
         }
         for name, command, log_name, ready in _dev_commands(host, api_port, dagster_port):
