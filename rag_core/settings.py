@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     )
     cli_use_api: bool = Field(
         default=False,
-        description="`ragctl search` and `ask` send their requests to the API at `api_url` "
+        description="`ragctl search`, `ask` and `status` send their requests to the API at "
+        "`api_url` "
         "(as `ragctl dev` runs it; it must accept the CLI without a token, RAG_AUTH_MODE=dev) "
         "instead of loading the index and the model in-process; in-process when nothing "
         "answers there.",

@@ -2,8 +2,8 @@
 
 JSON output (`--json`) has the same shapes as the REST API. Storage, models and the
 orchestrator are imported inside the commands that use them, so a command starts without
-loading the rest of the stack; with RAG_CLI_USE_API, `search` and `ask` load none of it and
-ask the running API instead.
+loading the rest of the stack; with RAG_CLI_USE_API, `search`, `ask` and `status` load none
+of it and ask the running API instead.
 """
 
 import ipaddress
@@ -40,6 +40,7 @@ from rag_core.domain.events import topic_schemas
 from rag_core.domain.schemas import (
     MAX_TOP_K,
     Hit,
+    IndexStatus,
     QueryRequest,
     QueryResponse,
     SearchMode,
@@ -408,20 +409,25 @@ class ApiRefused(RuntimeError):
     """The API answered a request of the CLI with an error."""
 
 
-def _from_api(settings: Settings, path: str, request: BaseModel) -> bytes | None:
-    """The API's answer (JSON) to a read request, with RAG_CLI_USE_API, from the API at
-    RAG_API_URL, whose process has the index open and the model loaded; None without the
-    setting or when nothing answers there: then the command runs in this process. The API
-    reads as the CLI would only with the dev identity (RAG_AUTH_MODE=dev): no token is sent."""
+def _from_api(settings: Settings, path: str, request: BaseModel | None = None) -> bytes | None:
+    """The API's answer (JSON) to a read request (POSTed, or a GET without one), with
+    RAG_CLI_USE_API, from the API at RAG_API_URL, whose process has the index open and the
+    model loaded; None without the setting or when nothing answers there: then the command
+    runs in this process. The API reads as the CLI would only with the dev identity
+    (RAG_AUTH_MODE=dev): no token is sent."""
     if not settings.cli_use_api:
         return None
     import httpx
 
     url = settings.api_url.rstrip("/") + path
-    body = request.model_dump(mode="json", exclude_none=True)
+    method, body = (
+        ("GET", None)
+        if request is None
+        else ("POST", request.model_dump(mode="json", exclude_none=True))
+    )
     timeout = httpx.Timeout(settings.llm_timeout_seconds + 30, connect=2.0)
     try:
-        response = httpx.post(url, json=body, timeout=timeout)
+        response = httpx.request(method, url, json=body, timeout=timeout)
     except httpx.ConnectError:
         console.print(f"no API answers at {settings.api_url}: running in this process",
                       style="dim", markup=False, highlight=False)  # fmt: skip
@@ -442,16 +448,22 @@ def status(
     ] = False,
 ) -> None:
     """Documents, versions, chunks and index version; with --failures, the files that could
-    not be parsed: source, partition (`<doc_id>@<version>`) and reason."""
-    from rag_core import services
-
+    not be parsed: source, partition (`<doc_id>@<version>`) and reason. Without --failures,
+    and with RAG_CLI_USE_API, the running API counts them (`GET /v1/status`)."""
     settings = get_settings()
     if failures:
+        from rag_core import services
         from rag_core.flows.pipeline import parse_failures
 
         _print_failures(parse_failures(services.object_store(settings)), json)
         return
-    current = services.index_status(settings)
+    answered = _from_api(settings, "/v1/status")
+    if answered is not None:
+        current = IndexStatus.model_validate_json(answered)
+    else:
+        from rag_core import services
+
+        current = services.index_status(settings)
     if json:
         print(current.model_dump_json(indent=2))
         return

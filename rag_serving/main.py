@@ -31,6 +31,7 @@ from rag_serving.routes import (
     metrics,
     query,
     search,
+    status,
 )
 
 DOCS_ASSETS_URL = "/docs/assets"
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limit_admission(app, settings)  # last, so outermost: a refusal costs next to nothing
     # 413 past the limit, declared or not: a chunked body is counted as it streams in. Set
     # per router, not on the app, so the 413 passes through `protect`'s middleware (JSON).
-    for module in (health, search, query, documents, erasure, audit, admin, metrics):
+    for module in (health, search, query, documents, erasure, audit, admin, metrics, status):
         app.include_router(module.router, max_body_size=settings.max_request_bytes)
     app.include_router(ingest.router, max_body_size=settings.max_upload_bytes)  # documents
     return app

@@ -1,5 +1,5 @@
 """`ragctl` starts without the stack: importing it loads no model, index or parser; with
-RAG_CLI_USE_API, `search` and `ask` ask the running API and print what they would have
+RAG_CLI_USE_API, `search`, `ask` and `status` ask the running API and print what they would have
 printed in-process; and files that could not be parsed are named by their source."""
 
 import json
@@ -121,6 +121,22 @@ def test_ask_through_the_api_prints_the_same_answer(
     assert loaded == []
     assert PORT_DOCUMENT in answer
     assert answer == _in_process(sample_index, monkeypatch, "ask", PORT_QUESTION)
+
+
+def test_status_through_the_api_prints_the_same_counts_without_the_index(
+    api: Api, sample_index: Settings, wide: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through_api, loaded = _cli_through(api, sample_index, "status", "--json")
+    assert loaded == []
+    counted = json.loads(through_api)
+    here = json.loads(_in_process(sample_index, monkeypatch, "status", "--json"))
+    assert counted["documents"] > 0
+    assert counted.pop("checked_at") and here.pop("checked_at")  # when each was counted
+    assert counted == here
+
+    table, loaded = _cli_through(api, sample_index, "status")
+    assert loaded == []
+    assert table == _in_process(sample_index, monkeypatch, "status")
 
 
 def test_without_an_api_answering_the_cli_searches_in_process(
