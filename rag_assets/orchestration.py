@@ -104,7 +104,9 @@ class InProcessOrchestrator:
             services.chunk_index(self.settings),
             services.embedder(self.settings).dimension,  # the worker's model, loaded once
         )
-        return InstanceRecorder(instance, self.settings.freshness_sla_seconds, checks)
+        return InstanceRecorder(
+            instance, self.settings.freshness_sla_seconds, checks, api_url=self.settings.api_url
+        )
 
     def prepare_instance(self) -> None:
         with local_instance(self.settings) as instance:

@@ -6,6 +6,7 @@ materialization of `index` is checked as a run's would be. Dagster stays the con
 without a run's start-up on the path from event to queryable."""
 
 import time
+from typing import Any
 
 import dagster as dg
 
@@ -14,6 +15,7 @@ from rag_assets.events import freshness_result
 from rag_assets.ingest import register_versions
 from rag_core.domain.chunk_store import ChunkStore
 from rag_core.domain.ids import partition_key
+from rag_core.flows.documents import document_url
 from rag_core.flows.streaming import BatchOutcome
 
 # How long a stream that never pauses goes without its index checks.
@@ -85,26 +87,32 @@ class StreamedIndexChecks:
 
 class InstanceRecorder:
     """Records each batch in the instance; with `checks`, the index checks too (without,
-    they are left to the indexing runs)."""
+    they are left to the indexing runs); with `api_url`, each materialization links to its
+    document's lookup route, as the indexing runs' do."""
 
     def __init__(
         self,
         instance: dg.DagsterInstance,
         sla_seconds: float,
         checks: StreamedIndexChecks | None = None,
+        api_url: str | None = None,
     ):
         self.instance = instance
         self.sla_seconds = sla_seconds
         self.checks = checks
+        self.api_url = api_url
 
     def __call__(self, outcome: BatchOutcome) -> None:
         lags = {(r.doc_id, r.version): r.lag_seconds for r in outcome.freshness}
         register_versions(self.instance, [m.partition_key for m in outcome.indexed])
         for manifest in outcome.indexed:
             lag = lags.get((manifest.doc_id, manifest.version))
-            metadata = {"indexed_by": "streaming worker"} | (
-                {"freshness_lag_seconds": round(lag, 3)} if lag is not None else {}
-            )
+            metadata: dict[str, Any] = {"indexed_by": "streaming worker"}
+            if lag is not None:
+                metadata["freshness_lag_seconds"] = round(lag, 3)
+            if self.api_url:
+                link = document_url(self.api_url, manifest.doc_id)
+                metadata["document"] = dg.MetadataValue.url(link)
             # An access-only change touched the index rows alone; upstream stays as it was.
             assets = [index] if manifest in outcome.access_only else document_assets
             for asset in assets:

@@ -81,6 +81,10 @@ def test_the_streaming_worker_checks_the_index_once_the_stream_pauses(
         assert set(checks) == {spec.name for spec in INDEX_CHECKS}
         latest = instance.get_latest_materialization_event(index.key)
         assert latest is not None and latest.run_id == "", "a runless materialization"
+        materialization = latest.asset_materialization
+        assert materialization is not None
+        link = materialization.metadata["document"].value
+        assert link == f"{settings.api_url}/v1/documents/{parking.doc_id}"
         for record in checks.values():
             assert record.status == PASSED
             assert record.create_timestamp > latest.timestamp, "checks the latest materialization"
