@@ -59,10 +59,13 @@ def test_local_model_answers_with_citations_that_hold_the_fact(
 
 
 def test_local_model_streams_tokens(service: QueryService) -> None:
+    # A question no other test over the shared sample index asks: a cached answer would
+    # arrive as one piece.
     items = list(
-        service.stream(QueryRequest(question="How do I create a new database named mydb?"))
+        service.stream(QueryRequest(question="How do I create a new database named shop?"))
     )
     *tokens, final = items
     assert isinstance(final, QueryResponse) and final.generator == LOCAL_MODEL
+    assert not final.cached
     assert len(tokens) > 3 and all(isinstance(token, str) for token in tokens)
     assert final.usage.completion_tokens > 0
