@@ -105,15 +105,20 @@ def _row_events(models: dg.AssetsDefinition) -> dg.AssetsDefinition:
     return warehouse_row_events
 
 
+# Both jobs run `dbt build`, and DuckDB allows one writing process: runs with this tag never
+# overlap (the schedule waits for them; deploy/dagster.yaml limits the tag to one run).
+WAREHOUSE_WRITER_TAG = {"rag/warehouse": "writer"}
 sync_warehouse = dg.define_asset_job(
     "sync_warehouse",
     selection=dg.AssetSelection.groups(GROUP),
     description="Rebuild the warehouse's document models and announce their row changes.",
+    tags=WAREHOUSE_WRITER_TAG,
 )
 build_warehouse = dg.define_asset_job(
     WAREHOUSE_BUILD_JOB,
     selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(ROW_EVENTS),
     description="`dbt build`: the warehouse's document models and their tests.",
+    tags=WAREHOUSE_WRITER_TAG,
 )
 
 
@@ -123,17 +128,14 @@ build_warehouse = dg.define_asset_job(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def sync_warehouse_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """Every five minutes, unless the previous sync still runs: two dbt builds would fight
+    """Every five minutes, unless a sync or a build still runs: two dbt builds would fight
     over the models (and DuckDB's single-writer lock)."""
     active = context.instance.get_run_records(
-        dg.RunsFilter(
-            job_name=sync_warehouse.name,
-            statuses=ACTIVE_RUN_STATUSES,
-        ),
-        limit=1,
+        dg.RunsFilter(tags=WAREHOUSE_WRITER_TAG, statuses=ACTIVE_RUN_STATUSES), limit=1
     )
     if active:
-        return dg.SkipReason(f"run {active[0].dagster_run.run_id} is still syncing")
+        run = active[0].dagster_run
+        return dg.SkipReason(f"{run.job_name} run {run.run_id} still writes the warehouse")
     return dg.RunRequest()
 
 

@@ -27,6 +27,7 @@ from rag_core.flows.sync import sync_object_store
 from rag_core.settings import Settings, get_settings
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
+PRODUCTION_INSTANCE = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
 PORT_QUESTION = "Which port does the server listen on?"
 PORT_DOCUMENT = "postgresql/runtime-config-connection.html"
 REDIS_URL = "redis://127.0.0.1:6379/0"

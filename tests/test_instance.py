@@ -15,9 +15,7 @@ from rag_core import services
 from rag_core.adapters.catalog import add_sources
 from rag_core.settings import Settings
 
-from conftest import SAMPLE_CORPUS
-
-PRODUCTION_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+from conftest import PRODUCTION_INSTANCE, SAMPLE_CORPUS
 
 
 @pytest.fixture
@@ -51,7 +49,7 @@ def test_indexing_runs_on_the_postgresql_instance(
         monkeypatch.setenv(f"DAGSTER_PG_{name}", value)
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
-    shutil.copy(PRODUCTION_CONFIG, dagster_home / "dagster.yaml")
+    shutil.copy(PRODUCTION_INSTANCE, dagster_home / "dagster.yaml")
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from rag_assets import warehouse as warehouse_assets
@@ -28,6 +29,8 @@ from rag_core.domain.layout import WAREHOUSE_PREFIX, metadata_key
 from rag_core.settings import Settings
 from rag_core.sources import warehouse
 from rag_core.sources.warehouse_sample import load_sample
+
+from conftest import PRODUCTION_INSTANCE
 
 TABLE = "support_ticket_documents"
 TICKETS = [f"TCK-{number}" for number in range(1001, 1013)]
@@ -288,15 +291,23 @@ def test_sync_warehouse_job_builds_models_and_announces_rows(rag_home: Settings)
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
-def test_schedule_skips_while_a_sync_is_still_running() -> None:
+@pytest.mark.parametrize("job", [warehouse_assets.sync_warehouse, warehouse_assets.build_warehouse])
+def test_schedule_skips_while_a_warehouse_writer_is_still_running(job: dg.JobDefinition) -> None:
     schedule = warehouse_assets.sync_warehouse_schedule
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(instance=instance)
         assert isinstance(schedule(context), dg.RunRequest)
         instance.add_run(
-            dg.DagsterRun(job_name="sync_warehouse", status=dg.DagsterRunStatus.STARTED)
+            dg.DagsterRun(job_name=job.name, status=dg.DagsterRunStatus.STARTED, tags=job.tags)
         )
         assert isinstance(schedule(context), dg.SkipReason)
+
+
+def test_production_instance_runs_one_warehouse_writer_at_a_time() -> None:
+    config = yaml.safe_load(PRODUCTION_INSTANCE.read_text())
+    limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
+    [(key, value)] = warehouse_assets.WAREHOUSE_WRITER_TAG.items()
+    assert {"key": key, "value": value, "limit": 1} in limits
 
 
 @pytest.mark.slow
