@@ -13,7 +13,6 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +20,8 @@ from pathlib import Path
 from rag_assets.orchestration import InProcessOrchestrator
 from rag_core import services
 from rag_core.adapters.catalog import add_sources, put_source
-from rag_core.adapters.dagster_webserver import DagsterRequestFailed, DagsterWebserver
 from rag_core.adapters.kafka import EventPublisher
-from rag_core.adapters.local_servers import TansuBroker
-from rag_core.adapters.processes import ChildServer, free_port
+from rag_core.adapters.local_servers import LocalDagsterWebserver, TansuBroker
 from rag_core.domain.documents import SourceMetadata
 from rag_core.flows.orchestration import CODE_LOCATION_MODULE, INDEXING_JOB
 from rag_core.flows.streaming import StreamingIndexer
@@ -82,28 +79,6 @@ def stream_one_change(settings: Settings, orchestrator: InProcessOrchestrator) -
     return outcome.indexed[0].partition_key
 
 
-class Webserver(ChildServer):
-    """`dagster-webserver` on the code location, ready once the location has loaded."""
-
-    name = "dagster-webserver"
-    start_timeout = 300.0
-
-    def __init__(self, settings: Settings, port: int, log_path: Path):
-        self.url = f"http://127.0.0.1:{port}"
-        self.client = DagsterWebserver(self.url, timeout_seconds=5)
-        command = [str(Path(sys.executable).parent / "dagster-webserver"),
-                   "-m", CODE_LOCATION_MODULE, "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-        env = {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
-        super().__init__(command, env=env, log_path=log_path)
-
-    def ready(self) -> bool:
-        try:
-            self.client.find_job(INDEXING_JOB)
-        except DagsterRequestFailed:
-            return False
-        return True
-
-
 def screenshot(chromium: str, url: str, path: Path, profile: Path) -> None:
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
@@ -134,7 +109,9 @@ def main() -> None:
             streamed_partition = build_platform(settings)
             log = Path(scratch) / "webserver.log"
             print("starting the Dagster webserver", flush=True)
-            with Webserver(settings, free_port(), log) as webserver:
+            with LocalDagsterWebserver(
+                settings, code_location=CODE_LOCATION_MODULE, probe_job=INDEXING_JOB, log_path=log
+            ) as webserver:
                 for name, page in pages(streamed_partition).items():
                     path = out_dir / f"{name}.png"
                     screenshot(chromium, f"{webserver.url}/{page}", path, Path(scratch) / "chrome")

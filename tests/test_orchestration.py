@@ -17,8 +17,7 @@ from rag_assets.ingest import local_instance
 from rag_assets.orchestration import InProcessOrchestrator
 from rag_core import services
 from rag_core.adapters.catalog import put_source
-from rag_core.adapters.dagster_webserver import DagsterRequestFailed, DagsterWebserver
-from rag_core.adapters.processes import ChildServer, free_port
+from rag_core.adapters.local_servers import LocalDagsterWebserver
 from rag_core.domain.documents import SourceMetadata
 from rag_core.flows.orchestration import (
     CODE_LOCATION_MODULE,
@@ -64,33 +63,16 @@ def test_the_setting_picks_the_orchestrator(tmp_path: Path) -> None:
     assert submitted.webserver.url == "http://127.0.0.1:3000"
 
 
-class Webserver(ChildServer):
-    """`dagster-webserver` on the code location; ready once the location has loaded."""
-
-    name = "dagster-webserver"
-    start_timeout = 300.0
-
-    def __init__(self, settings: Settings, log_path: Path):
-        port = free_port()
-        self.client = DagsterWebserver(f"http://127.0.0.1:{port}", timeout_seconds=5)
-        command = [str(Path(sys.executable).parent / "dagster-webserver"),
-                   "-m", CODE_LOCATION_MODULE, "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-        env = {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
-        super().__init__(command, env=env, log_path=log_path)
-
-    def ready(self) -> bool:
-        try:
-            self.client.find_job(ERASURE_JOB)
-        except DagsterRequestFailed:
-            return False
-        return True
-
-
 @pytest.fixture
-def webserver(rag_home: Settings, tmp_path: Path) -> Iterator[Webserver]:
+def webserver(rag_home: Settings, tmp_path: Path) -> Iterator[LocalDagsterWebserver]:
     rag_home.dagster_home.mkdir(parents=True)
     (rag_home.dagster_home / "dagster.yaml").write_text(INSTANCE_CONFIG)
-    with Webserver(rag_home, tmp_path / "webserver.log") as server:
+    with LocalDagsterWebserver(
+        rag_home,
+        code_location=CODE_LOCATION_MODULE,
+        probe_job=ERASURE_JOB,
+        log_path=tmp_path / "webserver.log",
+    ) as server:
         yield server
 
 
@@ -106,7 +88,7 @@ def _finished(client: TestClient, request_id: str, timeout: float = 300.0) -> di
 
 @pytest.mark.slow
 def test_indexing_and_an_erasure_over_rest_are_runs_of_the_instance(
-    rag_home: Settings, webserver: Webserver
+    rag_home: Settings, webserver: LocalDagsterWebserver
 ) -> None:
     settings = rag_home.model_copy(
         update={"orchestrator": "dagster", "dagster_url": webserver.client.url}

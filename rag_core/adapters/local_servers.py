@@ -13,7 +13,9 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from rag_core.adapters.dagster_webserver import DagsterRequestFailed, DagsterWebserver
 from rag_core.adapters.processes import ChildServer, accepts_connections, free_port
+from rag_core.settings import Settings
 
 
 def _tansu_binary() -> str:
@@ -162,5 +164,38 @@ class SeaweedS3(ChildServer):
         try:  # the S3 gateway listens before the filer behind it can answer
             self.credentials.create_bucket("ready-probe")
         except OSError:
+            return False
+        return True
+
+
+class LocalDagsterWebserver(ChildServer):
+    """`dagster-webserver` serving a code location on loopback for a RAG home; ready once the
+    location has loaded, that is once it lists `probe_job`."""
+
+    name = "dagster-webserver"
+    start_timeout = 300.0
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        code_location: str,
+        probe_job: str,
+        log_path: Path,
+        port: int | None = None,
+    ):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = DagsterWebserver(self.url, timeout_seconds=5)
+        self.probe_job = probe_job
+        command = [str(Path(sys.executable).parent / "dagster-webserver"), "-m", code_location,
+                   "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
+        env = {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
+        super().__init__(command, env=env, log_path=log_path)
+
+    def ready(self) -> bool:
+        try:
+            self.client.find_job(self.probe_job)
+        except DagsterRequestFailed:
             return False
         return True
