@@ -22,6 +22,7 @@ from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureRequest
 from rag_core.flows.orchestration import (
     ERASURE_JOB,
+    WAREHOUSE_ANNOUNCE_JOB,
     WAREHOUSE_BUILD_JOB,
     RunFailed,
     erasure_run_config,
@@ -57,19 +58,19 @@ def _reason(failed_run: dg.DagsterError) -> str:
     return f"{failed_run}: {type(cause).__name__}: {cause}" if cause else str(failed_run)
 
 
-def build_warehouse(settings: Settings, instance: dg.DagsterInstance) -> str:
-    """Materialize the warehouse's models (`dbt build`) in one run; returns its id. dbt's
-    output, which dagster-dbt echoes on stdout, goes to `dbt/logs/build.log` under RAG_HOME
-    (a failure's own errors are in the exception)."""
+def warehouse_run(settings: Settings, instance: dg.DagsterInstance, job_name: str) -> str:
+    """Run one of the warehouse's jobs (`dbt build`, the row announcement); returns the run's
+    id. dbt's output, which dagster-dbt echoes on stdout, goes to `dbt/logs/build.log` under
+    RAG_HOME (a failure's own errors are in the exception)."""
     _, log_dir = dbt_paths(settings)
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "build.log").open("a") as log, redirect_stdout(log):
         result = run_in_process(
-            WAREHOUSE_BUILD_JOB, settings, instance, raise_on_error=False, run_config=QUIET_CONSOLE
+            job_name, settings, instance, raise_on_error=False, run_config=QUIET_CONSOLE
         )
     if not result.success:
         errors = "; ".join(step_errors(result))
-        raise RunFailed(f"warehouse build run {result.run_id} failed: {errors}")
+        raise RunFailed(f"{job_name} run {result.run_id} failed: {errors}")
     return result.run_id
 
 
@@ -95,7 +96,11 @@ class InProcessOrchestrator:
 
     def build_warehouse(self, *, wait: bool = True) -> str:
         with local_instance(self.settings) as instance:
-            return build_warehouse(self.settings, instance)
+            return warehouse_run(self.settings, instance, WAREHOUSE_BUILD_JOB)
+
+    def announce_warehouse_rows(self, *, wait: bool = True) -> str:
+        with local_instance(self.settings) as instance:
+            return warehouse_run(self.settings, instance, WAREHOUSE_ANNOUNCE_JOB)
 
     def streaming_recorder(self) -> Callable[[BatchOutcome], None]:
         instance = local_instance(self.settings)

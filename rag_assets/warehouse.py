@@ -1,7 +1,8 @@
 """The warehouse producer in Dagster: dbt builds the document models, then
 `warehouse_row_events` announces the rows they inserted, changed or dropped on Kafka.
 `sync_warehouse` does both; `build_warehouse` (what `ragctl warehouse build` runs) builds
-the models alone, with no broker needed.
+the models alone, with no broker needed; `announce_warehouse_rows` (what `ragctl sync` and
+`ragctl dev` run) announces alone.
 
 The models' assets are made from dbt's manifest, so they are built when the code location
 loads its definitions (`warehouse_defs`), never on import. The manifest is parsed then, into
@@ -33,7 +34,7 @@ from rag_core.adapters.warehouse.dbt import (
     manifest_dir,
     parse_project,
 )
-from rag_core.flows.orchestration import WAREHOUSE_BUILD_JOB
+from rag_core.flows.orchestration import WAREHOUSE_ANNOUNCE_JOB, WAREHOUSE_BUILD_JOB
 from rag_core.settings import Settings
 from rag_core.sources import warehouse as warehouse_source
 
@@ -120,6 +121,13 @@ build_warehouse = dg.define_asset_job(
     description="`dbt build`: the warehouse's document models and their tests.",
     tags=WAREHOUSE_WRITER_TAG,
 )
+announce_warehouse_rows = dg.define_asset_job(
+    WAREHOUSE_ANNOUNCE_JOB,
+    selection=dg.AssetSelection.assets(ROW_EVENTS),
+    description="Announce the row changes of the document models on Kafka, without a build "
+    "(`ragctl sync`, and `ragctl dev` as it starts).",
+    tags=WAREHOUSE_WRITER_TAG,
+)
 
 
 @dg.schedule(
@@ -146,7 +154,7 @@ def warehouse_defs(settings: Settings) -> dg.Definitions:
     models = _models(project)
     return dg.Definitions(
         assets=[models, _row_events(models)],
-        jobs=[sync_warehouse, build_warehouse],
+        jobs=[sync_warehouse, build_warehouse, announce_warehouse_rows],
         schedules=[sync_warehouse_schedule],
         resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
     )

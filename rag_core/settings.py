@@ -57,13 +57,12 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Where people reach the API: the base of links to it (Dagster metadata).",
     )
-    cli_use_api: bool = Field(
-        default=False,
-        description="`ragctl search`, `ask` and `status` send their requests to the API at "
-        "`api_url` "
-        "(as `ragctl dev` runs it; it must accept the CLI without a token, RAG_AUTH_MODE=dev) "
-        "instead of loading the index and the model in-process; in-process when nothing "
-        "answers there.",
+    cli_use_api: bool | None = Field(
+        default=None,
+        description="Where `ragctl search`, `ask`, `status` and `documents` send their requests "
+        "instead of loading the index and the model in-process: `true` the API at `api_url` "
+        "(it must accept the CLI without a token, RAG_AUTH_MODE=dev), `false` none, unset the "
+        "API `ragctl dev` runs for the same RAG_HOME; in-process when nothing answers there.",
     )
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO).")
     s3_region: str = "us-east-1"

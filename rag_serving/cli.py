@@ -2,8 +2,8 @@
 
 JSON output (`--json`) has the same shapes as the REST API. Storage, models and the
 orchestrator are imported inside the commands that use them, so a command starts without
-loading the rest of the stack; with RAG_CLI_USE_API, `search`, `ask` and `status` load none
-of it and ask the running API instead.
+loading the rest of the stack; `search`, `ask`, `status` and `documents` load none of it when
+an API answers for them (`rag_serving.cli_api`).
 """
 
 import ipaddress
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Column, Table
 from typer.core import TyperGroup
@@ -48,7 +48,9 @@ from rag_core.domain.schemas import (
     SearchResponse,
 )
 from rag_core.settings import Settings, get_settings
+from rag_serving.cli_api import announcing_api, from_api
 from rag_serving.cli_documents import documents_app
+from rag_serving.cli_eval import eval_app
 
 if TYPE_CHECKING:
     from rag_core.adapters.objectstore import ObjectStore
@@ -87,6 +89,7 @@ app = typer.Typer(help="Operate the RAG platform.", no_args_is_help=True, cls=On
 warehouse_app = typer.Typer(help="The warehouse: sample tables and dbt models.")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(documents_app, name="documents")
+app.add_typer(eval_app, name="eval")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]
@@ -175,11 +178,14 @@ def _source_of(source_key: str | None) -> str:
 
 @app.command()
 def sync() -> None:
-    """Announce what changed in the object store and the warehouse as Kafka events."""
-    console.print(_announce_changes(get_settings()))
+    """Announce what changed in the object store and (in a Dagster run) the warehouse as
+    Kafka events."""
+    console.print(_announce_changes(get_settings()), soft_wrap=True, highlight=False)
 
 
 def _announce_changes(settings: Settings) -> str:
+    """Announce the object store's changes, and the warehouse's in a Dagster run, which
+    shows as a materialization of `warehouse_row_events`."""
     from rag_core import services
     from rag_core.adapters.kafka import EventPublisher
     from rag_core.flows.sync import sync_object_store
@@ -187,12 +193,11 @@ def _announce_changes(settings: Settings) -> str:
 
     publisher = EventPublisher(settings)
     documents = sync_object_store(services.object_store(settings), publisher.document_changes)
-    rows = (
-        warehouse.announce_changes(settings, publisher.row_changes)
-        if warehouse.configured(settings)
-        else []
-    )
-    return f"announced {len(documents)} document and {len(rows)} table-row changes"
+    announced = f"announced {len(documents)} document changes"
+    if not warehouse.configured(settings):
+        return announced
+    run_id = orchestrator_for(settings).announce_warehouse_rows()
+    return f"{announced}; warehouse row changes in run {run_id}"
 
 
 @app.command()
@@ -359,7 +364,7 @@ def search(
     """Chunks most relevant to QUERY."""
     request = SearchRequest(query=query, top_k=top_k, mode=mode)  # refused before any loading
     settings = get_settings()
-    answered = _from_api(settings, "/v1/search", request)
+    answered = from_api(settings, "/v1/search", request)
     if answered is not None:
         hits = SearchResponse.model_validate_json(answered).hits
     else:
@@ -385,7 +390,7 @@ def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
     """Answer QUESTION from the index, with citations."""
     request = QueryRequest(question=question, top_k=top_k)  # refused before any loading
     settings = get_settings()
-    answered = _from_api(settings, "/v1/query", request)
+    answered = from_api(settings, "/v1/query", request)
     if answered is not None:
         response = QueryResponse.model_validate_json(answered)
     else:
@@ -403,38 +408,6 @@ def _print_answer(response: QueryResponse, json: bool) -> None:
     out.print(response.answer, f"\n[dim]generator: {response.generator}[/dim]")
     for citation in response.citations:
         out.print(f"[{citation.n}] {citation.title} — {citation.source_uri}")
-
-
-class ApiRefused(RuntimeError):
-    """The API answered a request of the CLI with an error."""
-
-
-def _from_api(settings: Settings, path: str, request: BaseModel | None = None) -> bytes | None:
-    """The API's answer (JSON) to a read request (POSTed, or a GET without one), with
-    RAG_CLI_USE_API, from the API at RAG_API_URL, whose process has the index open and the
-    model loaded; None without the setting or when nothing answers there: then the command
-    runs in this process. The API reads as the CLI would only with the dev identity
-    (RAG_AUTH_MODE=dev): no token is sent."""
-    if not settings.cli_use_api:
-        return None
-    import httpx
-
-    url = settings.api_url.rstrip("/") + path
-    method, body = (
-        ("GET", None)
-        if request is None
-        else ("POST", request.model_dump(mode="json", exclude_none=True))
-    )
-    timeout = httpx.Timeout(settings.llm_timeout_seconds + 30, connect=2.0)
-    try:
-        response = httpx.request(method, url, json=body, timeout=timeout)
-    except httpx.ConnectError:
-        console.print(f"no API answers at {settings.api_url}: running in this process",
-                      style="dim", markup=False, highlight=False)  # fmt: skip
-        return None
-    if response.is_error:
-        raise ApiRefused(f"{url} answered {response.status_code}: {response.text[:300]}")
-    return response.content
 
 
 @app.command()
@@ -457,7 +430,7 @@ def status(
 
         _print_failures(parse_failures(services.object_store(settings)), json)
         return
-    answered = _from_api(settings, "/v1/status")
+    answered = from_api(settings, "/v1/status")
     if answered is not None:
         current = IndexStatus.model_validate_json(answered)
     else:
@@ -571,16 +544,17 @@ def dev(
             children.append(Child(name, process, logs / log_name, ready))
         starting = ", ".join(child.name for child in children)
         console.print(f"starting {starting}; logs in {logs}", soft_wrap=True)
-        console.print(_announce_changes(settings))
+        console.print(_announce_changes(settings), soft_wrap=True, highlight=False)
         with console.status("Waiting for them to be ready"):
             wait_until_ready(children, DEV_START_TIMEOUT_SECONDS)
         kafka = settings.kafka_bootstrap_servers + (" (tansu, in memory)" if broker else "")
         banner = _dev_banner(host, api_port, dagster_port, llm_url, kafka, logs)
         console.print(banner, markup=False, highlight=False, soft_wrap=True)
-        while True:
-            for child in children:
-                child.check_running()
-            time.sleep(0.5)
+        with announcing_api(settings, f"http://{host}:{api_port}"):
+            while True:
+                for child in children:
+                    child.check_running()
+                time.sleep(0.5)
     except (ChildExited, TimeoutError) as failure:
         console.print(f"{failure}\nstopping the others", style="red", markup=False,
                       highlight=False, soft_wrap=True)  # fmt: skip
@@ -620,6 +594,16 @@ def _dev_commands(
     ]  # fmt: skip
 
 
+# What the banner suggests running in another terminal; tests/test_headline_examples.py runs
+# each on the sample corpus and the packaged model, as `make run` leaves them.
+DEV_EXAMPLES = (
+    'ragctl ask "Which port does the server listen on?"',
+    'ragctl search "reclaim storage occupied by dead tuples"',
+    "ragctl documents find vacuum",
+    "ragctl status",
+)
+
+
 def _dev_banner(
     host: str, api_port: int, dagster_port: int, llm_url: str, kafka: str, logs: Path
 ) -> str:
@@ -633,7 +617,12 @@ def _dev_banner(
         "Stop": "Ctrl-C",
     }
     width = max(map(len, rows))
-    return "\n".join(["Ready.", *(f"  {name:<{width}}  {value}" for name, value in rows.items())])
+    tries = [
+        f"  {'Try' if n == 0 else '':<{width}}  {example}" for n, example in enumerate(DEV_EXAMPLES)
+    ]
+    return "\n".join(
+        ["Ready.", *(f"  {name:<{width}}  {value}" for name, value in rows.items()), *tries]
+    )
 
 
 def _embedded_broker(settings: Settings) -> TansuBroker | None:

@@ -1,7 +1,8 @@
 """`ragctl documents`: from the opaque ids Dagster shows to the documents, and back.
 
-The same lookup as `GET /v1/documents`, run in this process as the local operator (every
-document readable). Storage is imported inside the commands, so `--help` starts at once.
+The same lookup as `GET /v1/documents`: asked of the running API when there is one
+(`rag_serving.cli_api`), else run in this process as the local operator (every document
+readable). Storage is imported inside the commands, so `--help` starts at once.
 """
 
 from typing import TYPE_CHECKING, Annotated
@@ -10,8 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rag_core.domain.schemas import DocumentDetails, DocumentList
+from rag_core.settings import get_settings
+from rag_serving.cli_api import ApiRefused, from_api
+
 if TYPE_CHECKING:
-    from rag_core.domain.schemas import DocumentList
     from rag_core.flows.documents import DocumentLookup
 
 documents_app = typer.Typer(
@@ -28,13 +32,36 @@ OffsetOption = Annotated[int, typer.Option(min=0, help="Documents to skip first.
 def _lookup() -> "DocumentLookup":
     from rag_core import services
     from rag_core.flows.documents import DocumentLookup
-    from rag_core.settings import get_settings
 
     settings = get_settings()
     return DocumentLookup(services.object_store(settings), services.chunk_index(settings))
 
 
-def _print_list(found: "DocumentList", json: bool, offset: int) -> None:
+def _listed(name: str | None, limit: int, offset: int) -> DocumentList:
+    params: dict[str, str | int] = {"limit": limit, "offset": offset}
+    answered = from_api(
+        get_settings(), "/v1/documents", params=params | ({"name": name} if name else {})
+    )
+    if answered is not None:
+        return DocumentList.model_validate_json(answered)
+    if name is None:
+        return _lookup().list(None, limit, offset)
+    return _lookup().find(name, None, limit, offset)
+
+
+def _described(doc_id: str) -> DocumentDetails | None:
+    try:
+        answered = from_api(get_settings(), f"/v1/documents/{doc_id}")
+    except ApiRefused as refused:
+        if refused.status_code in (404, 422):  # unknown, erased, or not an id at all
+            return None
+        raise
+    if answered is not None:
+        return DocumentDetails.model_validate_json(answered)
+    return _lookup().describe(doc_id)
+
+
+def _print_list(found: DocumentList, json: bool, offset: int) -> None:
     if json:
         print(found.model_dump_json(indent=2))
         return
@@ -53,7 +80,7 @@ def list_documents(
     limit: LimitOption = 50, offset: OffsetOption = 0, json: JsonOption = False
 ) -> None:
     """Every document, by source key."""
-    _print_list(_lookup().list(None, limit, offset), json, offset)
+    _print_list(_listed(None, limit, offset), json, offset)
 
 
 @documents_app.command()
@@ -61,13 +88,13 @@ def find(
     name: str, limit: LimitOption = 50, offset: OffsetOption = 0, json: JsonOption = False
 ) -> None:
     """Documents whose source key or title holds NAME (any case)."""
-    _print_list(_lookup().find(name, None, limit, offset), json, offset)
+    _print_list(_listed(name, limit, offset), json, offset)
 
 
 @documents_app.command()
 def show(doc_id: str, json: JsonOption = False) -> None:
     """A document's source, title, versions (parse status, chunks) and access."""
-    details = _lookup().describe(doc_id)
+    details = _described(doc_id)
     if details is None:
         console.print(f"no such document: {doc_id}", style="red", markup=False)
         raise typer.Exit(1)

@@ -1,7 +1,8 @@
 """Screenshots of the Dagster UI pages a person operates the platform from, taken with
 headless Chromium on a temporary platform built as `make run` builds one: the sample corpus
-ingested in a run, the warehouse's models built in a run (`ragctl warehouse build`), then one
-change streamed through the warm worker (runless materializations, with the index checks).
+ingested in a run, the warehouse's models built and their rows announced in runs (`ragctl
+warehouse build`, then `ragctl dev` starting), then one change streamed through the warm
+worker (runless materializations, with the index checks).
 
     .venv/bin/python scripts/ui_screenshots.py [OUT_DIR]     # default .rag/screenshots
 
@@ -45,6 +46,8 @@ def pages(streamed_partition: str) -> dict[str, str]:
         "index-partitions": f"assets/index?view=partitions&partition={streamed_partition}",
         "index-checks": "assets/index?view=checks&checkDetail=rows_match_live_chunks",
         "warehouse-model": "assets/support_ticket_documents",
+        "warehouse-row-events": "assets/warehouse_row_events",
+        "index-partition-metadata": f"assets/index?view=events&partition={streamed_partition}",
         "runs": "runs",
     }
 
@@ -58,6 +61,8 @@ def build_platform(settings: Settings) -> str:
     print("building the warehouse's models in one run", flush=True)
     load_sample(settings)
     orchestrator.build_warehouse()
+    print("announcing the warehouse's rows in one run, as `ragctl dev` does", flush=True)
+    orchestrator.announce_warehouse_rows()
     print("streaming one change through the worker", flush=True)
     return stream_one_change(settings, orchestrator)
 

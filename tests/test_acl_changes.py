@@ -166,7 +166,7 @@ def test_a_run_over_a_partition_whose_acl_changed_calls_no_model(
 
     assert result.success and encode_calls == []
     [materialization] = result.asset_materializations_for_node("index")
-    assert materialization.metadata["access_updated_documents"].value == 1
+    assert materialization.metadata["run/access_updated_documents"].value == 1
     assert manifest.doc_id in doc_ids_seen(settings, {"staff"})
     assert manifest.doc_id not in doc_ids_seen(settings, {"finance"})
     assert plan_changes(store, index, batch).empty

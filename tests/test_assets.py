@@ -75,7 +75,7 @@ def test_materialize_partitions_into_lancedb(rag_home: Settings) -> None:
     assert all(check.passed for check in result.get_asset_check_evaluations())
     materialization = result.asset_materializations_for_node("index")[0]
     rows = _table_rows(rag_home)
-    assert materialization.metadata["inserted_chunks"].value == len(rows) > 0
+    assert materialization.metadata["run/inserted_chunks"].value == len(rows) > 0
     assert {row["doc_id"] for row in rows} == {v.doc_id for v in versions}
     sources = {row["source_uri"] for row in rows}
     assert any(uri.endswith("/documents/getting-started.md") for uri in sources)
@@ -166,7 +166,7 @@ def test_unparseable_file_is_recorded_and_the_rest_indexed(
         .records
     ][:1]
     metadata = failure.asset_materialization.metadata
-    assert metadata["failed"].value == 1 and metadata["parsed"].value == 3
+    assert metadata["run/failed"].value == 1 and metadata["run/parsed"].value == 3
 
 
 def test_wiping_the_index_and_backfilling_reproduces_it(rag_home: Settings) -> None:

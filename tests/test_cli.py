@@ -162,7 +162,7 @@ def test_sync_announces_changes_and_backfill_rebuilds_the_index(
 
     synced = runner.invoke(app, ["sync"])
     assert synced.exit_code == 0, synced.output
-    assert "announced 3 document and 0 table-row changes" in synced.output  # 3 known, 1 gone
+    assert "announced 3 document changes" in synced.output  # 3 known, 1 gone
     assert "announced 0 document" in runner.invoke(app, ["sync"]).output  # nothing new
 
     services.chunk_index(kafka_platform).delete_documents(

@@ -1,6 +1,7 @@
 """`ragctl` starts without the stack: importing it loads no model, index or parser; with
-RAG_CLI_USE_API, `search`, `ask` and `status` ask the running API and print what they would have
-printed in-process; and files that could not be parsed are named by their source."""
+RAG_CLI_USE_API, or the API `ragctl dev` announces, `search`, `ask`, `status` and `documents`
+ask the running API and print what they would have printed in-process; and files that could
+not be parsed are named by their source."""
 
 import json
 import os
@@ -18,6 +19,7 @@ from rag_core.adapters.processes import ChildServer, free_port
 from rag_core.domain.layout import Artifact
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
+from rag_serving.cli_api import announcing_api
 
 from conftest import PORT_DOCUMENT, PORT_QUESTION
 
@@ -76,16 +78,21 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {"COLUMNS": "160"}
 
 
-def _cli_through(api: Api, settings: Settings, *args: str) -> tuple[str, list[str]]:
-    """`ragctl ARGS` in a fresh process sent to the API: its stdout, and which of HEAVY it
+def _cli_through(
+    api: Api, settings: Settings, *args: str, announced: bool = False, status: int = 0
+) -> tuple[str, list[str]]:
+    """`ragctl ARGS` in a fresh process sent to the API (named by RAG_CLI_USE_API and
+    RAG_API_URL, or `announced` as `ragctl dev` does): its stdout, and which of HEAVY it
     loaded."""
-    env = os.environ | {"RAG_HOME": str(settings.home), "RAG_CLI_USE_API": "true",
-                        "RAG_API_URL": api.url, "COLUMNS": "160"}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAG_CLI_USE_API"}
+    env |= {"RAG_HOME": str(settings.home), "COLUMNS": "160"}
+    if not announced:
+        env |= {"RAG_CLI_USE_API": "true", "RAG_API_URL": api.url}
     done = subprocess.run(
         [sys.executable, "-c", CLI_REPORTING_MODULES, *args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == status, done.stderr
     return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
 
 
@@ -137,6 +144,29 @@ def test_status_through_the_api_prints_the_same_counts_without_the_index(
     table, loaded = _cli_through(api, sample_index, "status")
     assert loaded == []
     assert table == _in_process(sample_index, monkeypatch, "status")
+
+
+def test_documents_ask_the_api_dev_announces_for_the_same_home(
+    api: Api, sample_index: Settings, wide: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with announcing_api(sample_index, api.url):
+        found, loaded = _cli_through(
+            api, sample_index, "documents", "find", "vacuum", "--json", announced=True
+        )
+        assert loaded == []
+        [document] = json.loads(found)["documents"]
+        assert document["source_key"].endswith("sql-vacuum.html")
+        shown, loaded = _cli_through(
+            api, sample_index, "documents", "show", document["doc_id"], announced=True
+        )
+        assert loaded == [] and "sql-vacuum.html" in shown
+        _, loaded = _cli_through(
+            api, sample_index, "documents", "show", "0" * 32, announced=True, status=1
+        )
+        assert loaded == []
+    assert not (sample_index.home / "api.url").exists()
+    here = _in_process(sample_index, monkeypatch, "documents", "find", "vacuum", "--json")
+    assert json.loads(here) == json.loads(found)
 
 
 def test_without_an_api_answering_the_cli_searches_in_process(

@@ -26,7 +26,12 @@ from rag_core.adapters.catalog import put_source
 from rag_core.adapters.dagster_webserver import JobAddress
 from rag_core.adapters.warehouse.rows import document_models
 from rag_core.domain.documents import SourceMetadata
-from rag_core.flows.orchestration import WAREHOUSE_BUILD_JOB, RunFailed, SubmittedOrchestrator
+from rag_core.flows.orchestration import (
+    WAREHOUSE_ANNOUNCE_JOB,
+    WAREHOUSE_BUILD_JOB,
+    RunFailed,
+    SubmittedOrchestrator,
+)
 from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
 from rag_core.settings import Settings
 from rag_core.sources.warehouse_sample import load_sample
@@ -115,6 +120,25 @@ def test_warehouse_build_materializes_the_models_in_a_run(rag_home: Settings) ->
         assert materialization is not None and materialization.run_id == run.run_id
     # Announcing the rows needs the broker, which `make run` starts only afterwards.
     assert instance.get_latest_materialization_event(dg.AssetKey(ROW_EVENTS)) is None
+
+
+@pytest.mark.slow
+def test_sync_announces_the_warehouse_rows_in_a_run(kafka_platform: Settings) -> None:
+    """As `ragctl dev` does once the broker is up, after `make run` built the models."""
+    sample_rows = load_sample(kafka_platform)
+    assert CliRunner().invoke(app, ["warehouse", "build"]).exit_code == 0
+
+    synced = CliRunner().invoke(app, ["sync"])
+
+    assert synced.exit_code == 0, synced.output
+    instance = local_instance(kafka_platform)
+    [run] = instance.get_runs(limit=1)
+    assert run.job_name == WAREHOUSE_ANNOUNCE_JOB and run.status == dg.DagsterRunStatus.SUCCESS
+    assert f"warehouse row changes in run {run.run_id}" in synced.output
+    announced = instance.get_latest_materialization_event(dg.AssetKey(ROW_EVENTS))
+    assert announced is not None and announced.run_id == run.run_id
+    metadata = announced.asset_materialization.metadata  # type: ignore[union-attr]
+    assert metadata["upserts"].value == sample_rows and metadata["deletes"].value == 0
 
 
 class Messages(logging.Handler):

@@ -104,10 +104,13 @@ def test_dev_ends_start_up_with_a_banner_and_keeps_children_off_the_console(
         [("the fake webserver", _sleeper(pid_file, "sensor tick"), "web.log", pid_file.exists)],
     )
     banner = cli._dev_banner
+    announcement = dev_home.home / "api.url"
+    announced: list[str] = []
 
     def banner_then_ctrl_c(*args: object) -> str:
         """Interrupt `dev` as a person would, once it has shown its banner."""
-        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.3, lambda: announced.append(announcement.read_text())).start()
+        threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGINT)).start()
         return banner(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(cli, "_dev_banner", banner_then_ctrl_c)
@@ -125,8 +128,11 @@ def test_dev_ends_start_up_with_a_banner_and_keeps_children_off_the_console(
         f"Kafka       {dev_home.kafka_bootstrap_servers} (tansu, in memory)",
         f"Logs        {logs}/",
         "Stop        Ctrl-C",
+        *cli.DEV_EXAMPLES,
     ):
         assert expected in banner_text
+    # While it runs, the CLI's read commands of this RAG_HOME find its API.
+    assert announced == ["http://127.0.0.1:8123"] and not announcement.exists()
     assert "sensor tick" not in result.output
     assert (logs / "web.log").read_text().splitlines().count("sensor tick") == 200
     assert (logs / "broker.log").exists()

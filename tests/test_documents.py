@@ -60,6 +60,10 @@ def test_each_partition_has_its_own_metadata_and_a_link(
         key: manifests[key].size for key in keys
     }
     assert {values["parse_status"] for values in parsed.values()} == {"parsed"}
+    own = {"document", "chunks", "bytes", "parse_status", "elements", "pages"}
+    for metadata in (parsed, indexed):  # the rest are the run's totals, and say so
+        assert {key for values in metadata.values() for key in values if key not in own}
+        assert all(key.startswith("run/") for v in metadata.values() for key in v if key not in own)
     pdf = next(key for key in keys if manifests[key].file_name.endswith(".pdf"))
     assert parsed[pdf]["pages"] > 1
     assert all("pages" not in values for key, values in parsed.items() if key != pdf)

@@ -1,6 +1,6 @@
 """The orchestration port: what the CLI and the API ask of the orchestrator (index these
-sources, backfill the index, carry out an erasure request, build the warehouse's models), so
-neither imports it.
+sources, backfill the index, carry out an erasure request, build the warehouse's models and
+announce their row changes), so neither imports it.
 
 Two implementations, chosen by `RAG_ORCHESTRATOR`:
 - `in_process` (the embedded default, `ragctl` and tests): runs execute in the caller's
@@ -40,6 +40,7 @@ INDEXING_JOB = "ingest_documents"
 ERASURE_JOB = "rtbf"
 ERASURE_ASSET = "erasure_request"
 WAREHOUSE_BUILD_JOB = "build_warehouse"
+WAREHOUSE_ANNOUNCE_JOB = "announce_warehouse_rows"
 VERSION_PARTITIONS = "document_versions"
 # Dagster's run tags for one partition and for a range of them (no public constant has them).
 PARTITION_TAG = "dagster/partition"
@@ -74,6 +75,11 @@ class Orchestrator(Protocol):
     def build_warehouse(self, *, wait: bool = True) -> str:
         """`dbt build` the warehouse's models (and run their tests) in one run, which
         materializes their assets; returns the run's id."""
+        ...
+
+    def announce_warehouse_rows(self, *, wait: bool = True) -> str:
+        """Announce the row changes of the warehouse's models since the last announcement
+        on Kafka, in one run, which materializes `warehouse_row_events`; returns its id."""
         ...
 
     def streaming_recorder(self) -> Callable[["BatchOutcome"], None]:
@@ -199,11 +205,15 @@ class SubmittedOrchestrator:
             raise RunFailed(reason or f"erasure run {run_id} ended {status}")
 
     def build_warehouse(self, *, wait: bool = True) -> str:
-        run_id = self.webserver.launch_run(self.webserver.find_job(WAREHOUSE_BUILD_JOB))
+        return self._warehouse_run(WAREHOUSE_BUILD_JOB, wait)
+
+    def announce_warehouse_rows(self, *, wait: bool = True) -> str:
+        return self._warehouse_run(WAREHOUSE_ANNOUNCE_JOB, wait)
+
+    def _warehouse_run(self, job_name: str, wait: bool) -> str:
+        run_id = self.webserver.launch_run(self.webserver.find_job(job_name))
         if wait and (status := self.webserver.wait_for_run(run_id)) != "SUCCESS":
-            raise RunFailed(
-                f"warehouse build run {run_id} ended {status}; its events are in the UI"
-            )
+            raise RunFailed(f"{job_name} run {run_id} ended {status}; its events are in the UI")
         return run_id
 
     def streaming_recorder(self) -> Callable[["BatchOutcome"], None]:
