@@ -11,7 +11,6 @@ one JSON line with the figures.
 """
 
 import hashlib
-import json
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ from rag_core.adapters.processes import free_port
 from rag_core.domain.chunk_store import chunk_schema
 from rag_core.domain.schemas import QueryRequest
 from rag_core.domain.stats import percentile
+from rag_core.evaluation.labeled_sets import load_set
 from rag_core.settings import Settings
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     settings = build_index(args.cache / f"query-index-{target}", docs, target)
     # A fresh response cache per run: answers cached by an earlier run would time the cache.
     settings = settings.model_copy(update={"cache_dir": Path(tempfile.mkdtemp(prefix="bench-"))})
-    queries = [json.loads(line)["query"] for line in EVAL_SET.read_text().splitlines()]
+    queries = [labeled.question for labeled in load_set(EVAL_SET)]
     queries = queries[:40] if args.quick else queries
     retriever = services.retriever(settings)
     service = services.query_service(settings)

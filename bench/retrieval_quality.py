@@ -26,7 +26,6 @@ the same keys, were at the top level of that line).
 
 import html
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -51,6 +50,8 @@ from harness import (
 from rag_core import services
 from rag_core.domain.chunking import reads_as_navigation
 from rag_core.domain.parsing import is_real_title
+from rag_core.evaluation.labeled_sets import LabeledQuestion
+from rag_core.evaluation.metrics import retrieval_scores
 from rag_core.settings import Settings
 
 MODES = ["vector", "keyword", "hybrid"]
@@ -61,6 +62,7 @@ ATTRIBUTE_VALUE = re.compile(r'="([^"]*)"')
 NAME_CHARACTER = re.compile(r"[\w.]")
 SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
 NAIVE_WINDOW_WORDS = 200
+RETRIEVAL_LABELS = {"id", "question", "sources"}  # what the sets written here label
 # DocBook: the purpose line of a reference page, and a purpose in a table of contents.
 REFNAME_PURPOSE = re.compile(r'class="refnamediv">.*?<p>(.*?)</p>', re.S)
 REFNAME_BLOCK = re.compile(r'<div class="refnamediv">.*?</div>', re.S)
@@ -202,14 +204,12 @@ def queries_of(purposes: list[Purpose]) -> dict[str, set[str]]:
 
 
 def scores(ranked_docs: list[str], relevant: set[str]) -> dict[str, float]:
-    found = [rank for rank, doc in enumerate(ranked_docs, start=1) if doc in relevant]
-    rank = found[0] if found else None
-    return {
-        "recall@1": float(rank == 1),
-        "recall@5": float(rank is not None and rank <= 5),
-        "mrr": 1.0 / rank if rank else 0.0,
-        "ndcg@10": 1.0 / math.log2(rank + 1) if rank and rank <= DEPTH else 0.0,
-    }
+    """The harness's document-level scores (`ragctl eval run` computes the same)."""
+    gold = LabeledQuestion(id="q", question="q", sources=tuple(relevant))
+    ranked = retrieval_scores(gold, ranked_docs)
+    assert ranked is not None
+    return {"recall@1": ranked.recall_at_1, "recall@5": ranked.recall_at_5,
+            "mrr": ranked.mrr_at_10, "ndcg@10": ranked.ndcg_at_10}  # fmt: skip
 
 
 def evaluate(settings: Settings, queries: dict[str, set[str]], mode: str) -> dict[str, float]:
@@ -313,11 +313,20 @@ def measure(name: str, labeled: LabeledSet, quick: bool) -> dict[str, Any]:
 
 
 def write_eval_set(labeled: LabeledSet) -> None:
+    """The set's queries as a retrieval-only labeled set (`rag_core.evaluation.labeled_sets`):
+    the pages a purpose is the purpose of are its sources, the first of them, without
+    `.html`, its id (unique, as a page has one purpose)."""
+    questions = [
+        LabeledQuestion(
+            id=min(pages).removesuffix(".html"), question=query, sources=tuple(sorted(pages))
+        )
+        for query, pages in queries_of(labeled.purposes).items()
+    ]
     labeled.eval_file.parent.mkdir(exist_ok=True)
     labeled.eval_file.write_text(
         "".join(
-            json.dumps({"query": query, "gold": sorted(pages)}) + "\n"
-            for query, pages in queries_of(labeled.purposes).items()
+            json.dumps(question.model_dump(mode="json", include=RETRIEVAL_LABELS)) + "\n"
+            for question in questions
         )
     )
 

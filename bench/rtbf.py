@@ -19,7 +19,6 @@ request, verification and audit record included. Baseline in the same run, just 
 Prints a table, then one JSON line with the figures.
 """
 
-import json
 import shutil
 import statistics
 import time
@@ -43,6 +42,7 @@ from rag_core.adapters.index import ChunkIndex
 from rag_core.domain.chunk_store import DocumentSelector
 from rag_core.domain.schemas import QueryRequest, SearchFilters
 from rag_core.domain.stats import percentile
+from rag_core.evaluation.labeled_sets import load_set
 from rag_core.flows import erasure
 from rag_core.flows.erasure import ErasureRequest, ErasureScope
 from rag_core.settings import Settings
@@ -138,9 +138,9 @@ def real_documents(settings: Settings, count: int) -> list[dict[str, str]]:
     }
     store = services.object_store(settings)
     items = [
-        {"page": page, "question": item["query"]}
-        for item in map(json.loads, EVAL_SET.read_text().splitlines())
-        for page in item["gold"]
+        {"page": page, "question": question.question}
+        for question in load_set(EVAL_SET)
+        for page in question.sources
     ]
     items = [i for i in items if i["page"] in by_page and known_versions(store, by_page[i["page"]])]
     picked = [items[n * len(items) // count] for n in range(count)]

@@ -28,10 +28,13 @@ class QueryService:
         self.answerer = answerer
         self.cache = cache
 
-    def query(self, request: QueryRequest, groups: Groups = None) -> QueryResponse:
+    def query(
+        self, request: QueryRequest, groups: Groups = None, *, use_cache: bool = True
+    ) -> QueryResponse:
         """`groups`: the caller's, which limit what is retrieved and key the cache, so one
-        group's answer is never served to another."""
-        key, cached, hits = self._prepare(request, groups)
+        group's answer is never served to another. Without `use_cache` the cache is neither
+        read nor filled: the answer is generated afresh (as an evaluation measures it)."""
+        key, cached, hits = self._prepare(request, groups, use_cache)
         if cached is not None:
             return cached
         if not hits:
@@ -41,7 +44,7 @@ class QueryService:
 
     def stream(self, request: QueryRequest, groups: Groups = None) -> Iterator[str | QueryResponse]:
         """Text deltas as the answer is written, then the complete response."""
-        key, cached, hits = self._prepare(request, groups)
+        key, cached, hits = self._prepare(request, groups, use_cache=True)
         if cached is not None:
             yield cached.answer
             yield cached
@@ -59,12 +62,15 @@ class QueryService:
         yield self._finish(key, generation, hits)
 
     def _prepare(
-        self, request: QueryRequest, groups: Groups
-    ) -> tuple[str, QueryResponse | None, list[Hit]]:
-        """The cache key, a cached response if any, else the hits relevant enough to use."""
-        key = self._key(request, groups)
-        with stage("cache_lookup"):
-            cached = self.cache.get(key)
+        self, request: QueryRequest, groups: Groups, use_cache: bool
+    ) -> tuple[str | None, QueryResponse | None, list[Hit]]:
+        """The cache key (None when the cache is bypassed), a cached response if any, else
+        the hits relevant enough to use."""
+        key = self._key(request, groups) if use_cache else None
+        cached = None
+        if key is not None:
+            with stage("cache_lookup"):
+                cached = self.cache.get(key)
         if cached is not None:
             response = QueryResponse.model_validate_json(cached)
             return key, response.model_copy(update={"cached": True}), []
@@ -78,8 +84,9 @@ class QueryService:
     def _no_answer(self) -> Generation:
         return Generation(answer=NO_ANSWER, citations=[], generator=self.answerer.name)
 
-    def _finish(self, key: str, generation: Generation, context: list[Hit]) -> QueryResponse:
-        """The response, cached and filed under the chunks its answer was built from."""
+    def _finish(self, key: str | None, generation: Generation, context: list[Hit]) -> QueryResponse:
+        """The response, cached (under `key`, unless None) and filed under the chunks its
+        answer was built from."""
         response = QueryResponse(
             answer=generation.answer,
             citations=generation.citations,
@@ -87,7 +94,8 @@ class QueryService:
             usage=generation.usage,
             cached=False,
         )
-        self.cache.set(key, response.model_dump_json(), [hit.chunk_id for hit in context])
+        if key is not None:
+            self.cache.set(key, response.model_dump_json(), [hit.chunk_id for hit in context])
         return response
 
     def _key(self, request: QueryRequest, groups: Groups) -> str:
