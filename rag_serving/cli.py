@@ -24,9 +24,6 @@ from rich.console import Console
 from rich.table import Column, Table
 from typer.core import TyperGroup
 
-from rag_core.adapters.llm.server import LocalLLMServer
-from rag_core.adapters.llm.weights import assemble_local_model
-from rag_core.adapters.local_servers import TansuBroker
 from rag_core.adapters.processes import (
     Child,
     ChildExited,
@@ -36,7 +33,6 @@ from rag_core.adapters.processes import (
     stop_process_groups,
     wait_until_ready,
 )
-from rag_core.domain.events import topic_schemas
 from rag_core.domain.schemas import (
     MAX_TOP_K,
     Hit,
@@ -53,6 +49,7 @@ from rag_serving.cli_documents import documents_app
 from rag_serving.cli_eval import eval_app
 
 if TYPE_CHECKING:
+    from rag_core.adapters.local_servers import TansuBroker
     from rag_core.adapters.objectstore import ObjectStore
     from rag_core.flows.orchestration import Orchestrator
     from rag_core.flows.pipeline import ParseFailure
@@ -527,6 +524,9 @@ def dev(
         broker = _embedded_broker(settings)
         llm_url = settings.llm_base_url
         if not llm_url:  # the embedded default: serve the packaged model ourselves
+            from rag_core.adapters.llm.server import LocalLLMServer
+            from rag_core.adapters.llm.weights import assemble_local_model
+
             with console.status("Assembling the local model (once)"):
                 model = assemble_local_model(settings.home / "models")
             local_llm = LocalLLMServer(model, settings.llm_port, log_path=logs / "llm.log")
@@ -625,12 +625,15 @@ def _dev_banner(
     )
 
 
-def _embedded_broker(settings: Settings) -> TansuBroker | None:
+def _embedded_broker(settings: Settings) -> "TansuBroker | None":
     """Start tansu (in memory) when the configured broker is on loopback and not running;
     the streaming worker's catch-up at start covers events lost with a previous one."""
     host, _, port = settings.kafka_bootstrap_servers.partition(":")
     if host not in ("127.0.0.1", "localhost") or accepts_connections(int(port or 9092)):
         return None
+    from rag_core.adapters.local_servers import TansuBroker
+    from rag_core.domain.events import topic_schemas
+
     with console.status("Starting the Kafka broker (tansu, in memory)"):
         return TansuBroker(
             int(port or 9092), log_path=_dev_logs(settings) / "broker.log",
