@@ -107,7 +107,11 @@ class InstanceRecorder:
         register_versions(self.instance, [m.partition_key for m in outcome.indexed])
         for manifest in outcome.indexed:
             lag = lags.get((manifest.doc_id, manifest.version))
-            metadata: dict[str, Any] = {"indexed_by": "streaming worker"}
+            metadata: dict[str, Any] = {
+                "indexed_by": "streaming worker",
+                "chunks": outcome.chunk_counts.get((manifest.doc_id, manifest.version), 0),
+                "bytes": manifest.size,
+            }
             if lag is not None:
                 metadata["freshness_lag_seconds"] = round(lag, 3)
             if self.api_url:
