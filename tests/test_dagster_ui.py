@@ -91,8 +91,9 @@ def test_the_streaming_worker_checks_the_index_once_the_stream_pauses(
         link = materialization.metadata["document"].value
         assert link == f"{settings.api_url}/v1/documents/{parking.doc_id}"
         assert materialization.metadata["bytes"].value == parking.size
-        live_chunks = services.chunk_index(settings).live_versions()
-        assert materialization.metadata["chunks"].value == live_chunks[(parking.doc_id, parking.version)] > 0
+        live = services.chunk_index(settings).live_versions()
+        chunks = live[(parking.doc_id, parking.version)]
+        assert materialization.metadata["chunks"].value == chunks > 0
         for record in checks.values():
             assert record.status == PASSED
             assert record.create_timestamp > latest.timestamp, "checks the latest materialization"
