@@ -35,9 +35,10 @@ def position(message: Message) -> Position:
 
 
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers} | (
-        settings.kafka_client_config | overrides
-    )
+    # librdkafka writes to stderr itself; notices and worse only (not a closing producer's
+    # "Purging 1 unserved events").
+    defaults = {"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 5}
+    return defaults | settings.kafka_client_config | overrides
 
 
 def ensure_topics(settings: Settings) -> None:
