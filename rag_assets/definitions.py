@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from rag_assets import documents, erasure, events, warehouse
+from rag_assets import documents, erasure, evaluation, events, warehouse
 from rag_assets.resources import RagResource
 from rag_core.domain.layout import Stage
 from rag_core.settings import Settings
@@ -34,6 +34,7 @@ def build_defs(rag: RagResource) -> dg.Definitions:
     location = dg.Definitions.merge(
         documents.defs,
         erasure.defs,
+        evaluation.defs,
         events.events_defs(rag.settings()),
         warehouse.warehouse_defs(rag.settings()),
         dg.Definitions(

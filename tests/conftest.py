@@ -19,12 +19,18 @@ from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
 from rag_core.adapters.catalog import add_sources
 from rag_core.adapters.kafka import EventPublisher, consumer_config
+from rag_core.adapters.llm.server import LocalLLMServer
+from rag_core.adapters.llm.weights import assemble_local_model
 from rag_core.adapters.local_servers import SeaweedS3, TansuBroker
+from rag_core.adapters.processes import free_port
+from rag_core.adapters.warehouse.dbt import build_models
 from rag_core.domain.documents import MAX_SEGMENT_BYTES
 from rag_core.domain.events import DeadLetter, DocumentChange, decode, topics
 from rag_core.flows.streaming import BatchOutcome, StreamingIndexer
 from rag_core.flows.sync import sync_object_store
 from rag_core.settings import Settings, get_settings
+from rag_core.sources import warehouse
+from rag_core.sources.warehouse_sample import load_sample
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 PRODUCTION_INSTANCE = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
@@ -64,6 +70,34 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(home=tmp_path_factory.mktemp("sample") / "rag")
     ingest(settings, SAMPLE_CORPUS)
     return settings
+
+
+@pytest.fixture(scope="session")
+def sample_and_warehouse_index(
+    sample_index: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """The sample corpus and the sample warehouse's tickets (loaded, built by dbt, rendered
+    into documents), indexed once for the whole session on a copy of `sample_index`: what
+    eval_sets/sample_corpus_qa.jsonl is labeled over. Tests must not modify it."""
+    settings = Settings(home=tmp_path_factory.mktemp("sample_and_warehouse") / "rag")
+    shutil.copytree(
+        sample_index.home,
+        settings.home,
+        ignore=shutil.ignore_patterns("cache", "evaluation.duckdb*"),
+    )
+    load_sample(settings)
+    build_models(settings)
+    keys = warehouse.sync_documents(services.object_store(settings), settings)
+    ingest_sources(settings, local_instance(settings), keys)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLLMServer]:
+    """The packaged local model, served once for the session's slow tests."""
+    model = assemble_local_model(tmp_path_factory.mktemp("local_llm") / "models")
+    with LocalLLMServer(model, free_port()) as server:
+        yield server
 
 
 @pytest.fixture

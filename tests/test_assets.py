@@ -50,12 +50,12 @@ def test_definitions_load() -> None:
     assert {key.to_user_string() for key in defs().resolve_all_asset_keys()} == {
         "raw_document", "parsed_document", "chunks", "embeddings", "index",
         "raw/support_tickets", "stg_support_tickets", "support_ticket_documents",
-        "warehouse_row_events", "erasure_request",
+        "warehouse_row_events", "erasure_request", "evaluation",
     }  # fmt: skip
     upstream = defs().resolve_asset_graph().get(raw_document.key).parent_keys
     assert dg.AssetKey("warehouse_row_events") in upstream
     assert defs().resolve_job_def("ingest_documents") is not None
-    for job in ("retire_documents", "rtbf", "sync_warehouse"):
+    for job in ("retire_documents", "rtbf", "sync_warehouse", "nightly_evaluation"):
         assert defs().resolve_job_def(job) is not None
     for sensor in ("object_store_changes", "document_change_runs"):
         assert defs().resolve_sensor_def(sensor) is not None

@@ -310,7 +310,9 @@ def extractive_sample(sample_index: Settings, monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.slow
 def test_eval_run_json_scores_the_sample_corpus(extractive_sample: None, tmp_path: Path) -> None:
     labeled = _write_set(tmp_path / "set.jsonl")
-    result = CliRunner().invoke(app, ["eval", "run", "--set", str(labeled), "--json"])
+    result = CliRunner().invoke(
+        app, ["eval", "run", "--set", str(labeled), "--json", "--no-record"]
+    )
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout.strip().splitlines()[-1])
     rows = {row["id"]: row for row in run["questions"]}
@@ -326,7 +328,9 @@ def test_eval_run_json_scores_the_sample_corpus(extractive_sample: None, tmp_pat
     assert rows["world-cup"]["scores"]["retrieval"] is None
     assert run["aggregates"]["latency_p50_seconds"] > 0
 
-    table = CliRunner().invoke(app, ["eval", "run", "--set", str(labeled), "--limit", "2"])
+    table = CliRunner().invoke(
+        app, ["eval", "run", "--set", str(labeled), "--limit", "2", "--no-record"]
+    )
     assert table.exit_code == 0, table.output
     assert "2 questions (0 unanswerable)" in table.stdout and "recall@1" in table.stdout
 
@@ -357,7 +361,7 @@ def test_through_the_api_the_same_questions_get_the_same_scores(
     outcomes = []
     for where in (["--api", api_url], []):
         result = CliRunner().invoke(app, ["eval", "run", "--set", labeled, "--limit", "2",
-                                          "--json", *where])  # fmt: skip
+                                          "--json", "--no-record", *where])  # fmt: skip
         assert result.exit_code == 0, result.output
         outcomes.append(json.loads(result.stdout.strip().splitlines()[-1])["questions"])
     for there, here in zip(*outcomes, strict=True):

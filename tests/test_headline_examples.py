@@ -2,15 +2,13 @@
 the packaged local model (Qwen2.5-Coder-0.5B over llama.cpp), answering, not falling back."""
 
 import shlex
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
 from rag_core import services
 from rag_core.adapters.llm.server import LocalLLMServer
-from rag_core.adapters.llm.weights import LOCAL_MODEL, assemble_local_model
-from rag_core.adapters.processes import free_port
+from rag_core.adapters.llm.weights import LOCAL_MODEL
 from rag_core.domain.chunk_store import DocumentSelector
 from rag_core.domain.schemas import ChunkReference, QueryRequest, QueryResponse
 from rag_core.flows.querying import QueryService
@@ -27,16 +25,9 @@ LLM_TIMEOUT_SECONDS = 300.0
 
 
 @pytest.fixture(scope="module")
-def llm(sample_index: Settings) -> Iterator[LocalLLMServer]:
-    model = assemble_local_model(sample_index.home / "models")
-    with LocalLLMServer(model, free_port()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def service(sample_index: Settings, llm: LocalLLMServer) -> QueryService:
+def service(sample_index: Settings, local_llm: LocalLLMServer) -> QueryService:
     settings = sample_index.model_copy(
-        update={"llm_base_url": llm.base_url, "llm_timeout_seconds": LLM_TIMEOUT_SECONDS}
+        update={"llm_base_url": local_llm.base_url, "llm_timeout_seconds": LLM_TIMEOUT_SECONDS}
     )
     return services.query_service(settings)
 
@@ -86,9 +77,9 @@ def test_every_example_the_dev_banner_suggests_is_checked_here() -> None:
 
 @pytest.mark.parametrize("example", DEV_EXAMPLES)
 def test_the_dev_banner_examples_work(
-    example: str, sample_index: Settings, llm: LocalLLMServer, monkeypatch: pytest.MonkeyPatch
+    example: str, sample_index: Settings, local_llm: LocalLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {"RAG_HOME": str(sample_index.home), "RAG_LLM_BASE_URL": llm.base_url,
+    for name, value in {"RAG_HOME": str(sample_index.home), "RAG_LLM_BASE_URL": local_llm.base_url,
                         "RAG_LLM_TIMEOUT_SECONDS": str(LLM_TIMEOUT_SECONDS),
                         "COLUMNS": "200"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)

@@ -73,6 +73,8 @@ def another_value(name: str, current: Any, folder: Path) -> str | None:
     annotation = Settings.model_fields[name].annotation
     if get_origin(annotation) is Literal:
         return next((str(choice) for choice in get_args(annotation) if choice != current), None)
+    if current is None and bool in get_args(annotation):  # an unset flag: set it
+        return "true"
     if isinstance(current, bool):
         return str(not current)
     if isinstance(current, int):

@@ -73,6 +73,11 @@ class Aggregates(Frozen):
     prompt_tokens: int
     completion_tokens: int
     cost_per_1000_queries: float
+    # Judged by a model (`judging`), None unless the run was judged; `judge_agreement` is how
+    # often the judge ranked a true answer above its corrupted copy (0.5 is chance).
+    faithfulness: float | None = None
+    answer_relevancy: float | None = None
+    judge_agreement: float | None = None
 
 
 def normalized(text: str) -> str:
@@ -177,7 +182,7 @@ def score_question(
         abstained=abstained,
         abstention_correct=abstained == (not question.answerable),
         cited_gold=any(map(question.is_gold, cited_sources)) if question.answerable else None,
-        citation_precision=_mean(list(map(float, supported_citations))),
+        citation_precision=mean(list(map(float, supported_citations))),
         latency_seconds=latency_seconds,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
@@ -185,7 +190,7 @@ def score_question(
     )
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean(values: Sequence[float | None]) -> float | None:
     """The mean of the values that apply (not None); None when none does."""
     applicable = [value for value in values if value is not None]
     return sum(applicable) / len(applicable) if applicable else None
@@ -207,15 +212,15 @@ def summarize(scores: Sequence[QuestionScores]) -> Aggregates:
     return Aggregates(
         questions=len(scores),
         answerable=len(retrieval),
-        recall_at_1=_mean([r.recall_at_1 for r in retrieval]),
-        recall_at_5=_mean([r.recall_at_5 for r in retrieval]),
-        mrr_at_10=_mean([r.mrr_at_10 for r in retrieval]),
-        ndcg_at_10=_mean([r.ndcg_at_10 for r in retrieval]),
-        context_recall=_mean([score.context_recall for score in scores]),
-        fact_recall=_mean([score.fact_recall for score in scores]),
-        abstention_accuracy=_mean([float(score.abstention_correct) for score in scores]),
-        cited_gold_rate=_mean([_float(score.cited_gold) for score in scores]),
-        citation_precision=_mean([score.citation_precision for score in scores]),
+        recall_at_1=mean([r.recall_at_1 for r in retrieval]),
+        recall_at_5=mean([r.recall_at_5 for r in retrieval]),
+        mrr_at_10=mean([r.mrr_at_10 for r in retrieval]),
+        ndcg_at_10=mean([r.ndcg_at_10 for r in retrieval]),
+        context_recall=mean([score.context_recall for score in scores]),
+        fact_recall=mean([score.fact_recall for score in scores]),
+        abstention_accuracy=mean([float(score.abstention_correct) for score in scores]),
+        cited_gold_rate=mean([_float(score.cited_gold) for score in scores]),
+        citation_precision=mean([score.citation_precision for score in scores]),
         latency_p50_seconds=percentile(latencies, 50),
         latency_p95_seconds=percentile(latencies, 95),
         prompt_tokens=sum(score.prompt_tokens for score in scores),

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from rag_core.domain.answers import NO_ANSWER, Answerer, Generation
 from rag_core.domain.schemas import Hit, QueryRequest, QueryResponse, SearchRequest, SearchResponse
+from rag_core.evaluation.judging import JudgedQuestion, JudgedRow, JudgedRun
 from rag_core.evaluation.labeled_sets import LabeledQuestion
 from rag_core.evaluation.metrics import (
     RETRIEVAL_DEPTH,
@@ -125,7 +126,9 @@ class QuestionResult(Frozen):
     cached: bool
     citations: list[CitationRow]
     documents: list[str]  # the retrieved ranking, best first
+    context: list[str]  # the passages the answerer was given
     scores: QuestionScores
+    judged: JudgedQuestion | None = None  # scored by a judge model (`with_judgement`)
 
 
 class EvaluationRun(Frozen):
@@ -193,5 +196,30 @@ def scored(question: LabeledQuestion, answered: Answered) -> QuestionResult:
         cached=response.cached,
         citations=citations,
         documents=documents,
+        context=[hit.text for hit in answered.context],
         scores=scores,
     )
+
+
+def judged_rows(run: EvaluationRun, questions: Sequence[LabeledQuestion]) -> list[JudgedRow]:
+    """What a judge reads of each of the run's answers, with its question's facts."""
+    facts = {question.id: tuple(question.facts) for question in questions}
+    return [
+        JudgedRow(id=result.id, question=result.question, answer=result.answer,
+                  context=tuple(result.context), facts=facts.get(result.id, ()))
+        for result in run.questions
+    ]  # fmt: skip
+
+
+def with_judgement(run: EvaluationRun, judgement: JudgedRun) -> EvaluationRun:
+    """The run with the judge's scores: in its aggregates and on each question's row."""
+    judged = {question.id: question for question in judgement.questions}
+    aggregates = run.aggregates.model_copy(
+        update={
+            "faithfulness": judgement.faithfulness,
+            "answer_relevancy": judgement.answer_relevancy,
+            "judge_agreement": judgement.judge_agreement,
+        }
+    )
+    rows = [result.model_copy(update={"judged": judged.get(result.id)}) for result in run.questions]
+    return run.model_copy(update={"aggregates": aggregates, "questions": rows})
