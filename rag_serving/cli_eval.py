@@ -267,3 +267,36 @@ def _gate_row(gate: "GateOutcome") -> tuple[str, ...]:
         verdict,
         gate.reason,
     )
+
+
+@eval_app.command("report")
+def report(
+    set_name: Annotated[
+        str | None,
+        typer.Option(
+            "--set", help="A set's name as recorded (its file's stem); default: every set."
+        ),
+    ] = None,
+    last: Annotated[int, typer.Option(min=1, help="The last N runs of each set.")] = 30,
+    out: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Folder (default: RAG_HOME/reports/evaluation)."),
+    ] = None,
+) -> None:
+    """Write each set's trend from the results store: `<set>.png` (the quality metrics over
+    the last runs, floors dashed), `<set>.html` (one row per run, the chart inline) and
+    `<set>-badge.json` (a shields.io endpoint badge: passing or failing, headline score).
+    Prints the files written; exits with status 1 when no run is recorded."""
+    from rag_core.evaluation.report import NoRecordedRuns, default_folder, write_reports
+    from rag_core.settings import get_settings
+
+    settings = get_settings()
+    try:
+        written = write_reports(settings, folder=out or default_folder(settings),
+                                set_name=set_name, last=last)  # fmt: skip
+    except NoRecordedRuns as nothing:
+        console.print(f"{nothing}: run `ragctl eval run` first", style="red", markup=False,
+                      highlight=False)  # fmt: skip
+        raise typer.Exit(1) from nothing
+    for files in written:
+        print(files.png, files.html, files.badge, sep="\n")

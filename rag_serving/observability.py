@@ -1,16 +1,29 @@
 """Request-level telemetry: a server span per request (its trace id in `X-Trace-Id`),
-request counts and latencies by route and status, and index gauges."""
+request counts and latencies by route and status, index gauges, and the scores of the latest
+recorded evaluation runs."""
 
 import os
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from rag_core.evaluation.results import (
+    RecordedRun,
+    ResultsStoreBusy,
+    latest_scores,
+    results_path,
+)
+from rag_core.settings import Settings
 from rag_core.telemetry import tracer
 
 TRACE_HEADER = "X-Trace-Id"
@@ -25,6 +38,77 @@ REQUEST_SECONDS = Histogram(
 )
 INDEX_VERSION = Gauge("rag_index_version", "Version of the LanceDB chunks table.")
 INDEX_CHUNKS = Gauge("rag_index_chunks", "Chunks in the index.")
+# Runs are recorded nightly or by hand: a scrape every 15 s need not reopen the store.
+EVALUATION_CACHE_SECONDS = 30.0
+
+
+class EvaluationScores(Collector):
+    """The latest recorded evaluation run of each set, read from the results store at scrape
+    time: read-only, without waiting, at most once per `cache_seconds`. While a writer holds
+    the store (a run being recorded) the values read last are served again, and the store is
+    read at the next scrape; without a store there is nothing to export."""
+
+    def __init__(self, settings: Settings, cache_seconds: float = EVALUATION_CACHE_SECONDS):
+        self._settings = settings
+        self._cache_seconds = cache_seconds
+        self._runs: list[RecordedRun] = []
+        self._read_at: float | None = None
+        self._reading = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        runs = self._latest_runs()
+        if not runs:
+            return
+        scores = GaugeMetricFamily(
+            "rag_evaluation_score",
+            "Each metric of the set's latest evaluation run (scores 0..1, latency in seconds, "
+            "tokens, cost per 1,000 queries).",
+            labels=["set", "metric"],
+        )
+        passed = GaugeMetricFamily(
+            "rag_evaluation_passed",
+            "Whether the set's latest evaluation run passed its blocking gates (1) or not (0).",
+            labels=["set"],
+        )
+        recorded = GaugeMetricFamily(
+            "rag_evaluation_last_run_timestamp_seconds",
+            "When the set's latest evaluation run was recorded (Unix time).",
+            labels=["set"],
+        )
+        for run in runs:
+            for metric, value in sorted(run.metrics.items()):
+                scores.add_metric([run.set_name, metric], value)
+            passed.add_metric([run.set_name], float(run.passed))
+            recorded.add_metric([run.set_name], run.recorded_at.replace(tzinfo=UTC).timestamp())
+        yield from (scores, passed, recorded)
+
+    def _latest_runs(self) -> list[RecordedRun]:
+        with self._reading:
+            now = time.monotonic()
+            if self._read_at is not None and now - self._read_at < self._cache_seconds:
+                return self._runs
+            try:
+                self._runs = latest_scores(self._settings)
+            except ResultsStoreBusy:
+                return self._runs
+            # Nothing read (no store yet: a stat) is not kept: the first run shows at once.
+            self._read_at = now if self._runs else None
+            return self._runs
+
+
+_EVALUATION_REGISTRIES: dict[Path, CollectorRegistry] = {}
+
+
+def evaluation_registry(settings: Settings) -> CollectorRegistry:
+    """The registry of the evaluation gauges of the results store under `settings`: one per
+    store, kept apart from the default registry (which holds one value per process), so
+    apps over other homes in one process export their own and share a store's cache."""
+    path = results_path(settings)
+    if path not in _EVALUATION_REGISTRIES:
+        registry = CollectorRegistry()
+        registry.register(EvaluationScores(settings))
+        _EVALUATION_REGISTRIES.setdefault(path, registry)
+    return _EVALUATION_REGISTRIES[path]
 
 
 def configure_tracing() -> None:

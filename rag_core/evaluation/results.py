@@ -368,3 +368,94 @@ def judge_and_record(
                                 context=context, gates=outcomes)  # fmt: skip
     return GatedRun(run_id=run_id, set_name=set_name, set_fingerprint=fingerprint,
                     context=context, gates=outcomes, passed=passed(outcomes))  # fmt: skip
+
+
+class ResultsStoreBusy(RuntimeError):
+    """A writing process holds the results store's lock (DuckDB allows one writer)."""
+
+
+def recorded_sets(connection: Connection) -> list[str]:
+    """The name of every set with a recorded run, in name order."""
+    cursor = connection.cursor()
+    cursor.execute("SELECT DISTINCT set_name FROM evaluation_runs ORDER BY set_name")
+    return [name for (name,) in cursor.fetchall()]
+
+
+def latest_runs(connection: Connection, *, set_name: str, last: int) -> list[RecordedRun]:
+    """The last `last` runs of a set with their metrics, oldest first: what a trend shows,
+    one point per run, with whether the run passed (`metric_history` is by metric)."""
+    cursor = connection.cursor()
+    cursor.execute(
+        """SELECT r.run_id, r.recorded_at, r.set_name, r.set_fingerprint, r.corpus_fingerprint,
+                  r.passed, m.metric, m.value
+           FROM (SELECT * FROM evaluation_runs WHERE set_name = ?
+                 ORDER BY recorded_at DESC LIMIT ?) r
+           LEFT JOIN evaluation_metrics m ON m.run_id = r.run_id
+           ORDER BY r.recorded_at, r.run_id""",
+        [set_name, last],
+    )
+    rows = cursor.fetchall()
+    # A run's columns repeat on each of its metric rows; keys keep the runs' order.
+    runs = {row[0]: row[:6] for row in rows}
+    metrics: dict[str, dict[str, float]] = {run_id: {} for run_id in runs}
+    for run_id, *_, metric, value in rows:
+        if metric is not None:
+            metrics[run_id][metric] = value
+    return [
+        RecordedRun(
+            run_id=run_id,
+            recorded_at=recorded_at,
+            set_name=name,
+            set_fingerprint=questions,
+            corpus_fingerprint=corpus,
+            passed=was_passed,
+            metrics=metrics[run_id],
+        )
+        for run_id, recorded_at, name, questions, corpus, was_passed in runs.values()
+    ]
+
+
+def recorded_floors(connection: Connection, *, run_id: str) -> dict[str, float]:
+    """The floors a run was judged against, by metric (none for a run of part of a set)."""
+    cursor = connection.cursor()
+    cursor.execute(
+        "SELECT metric, floor FROM evaluation_gates WHERE run_id = ? AND floor IS NOT NULL",
+        [run_id],
+    )
+    return dict(cursor.fetchall())
+
+
+@contextmanager
+def reading_results(settings: Settings) -> Iterator[Connection]:
+    """A brief read-only connection to an existing results store (waiting a few seconds for
+    a writer to finish); it creates nothing."""
+    connection = open_duckdb(results_path(settings), read_only=True)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def latest_scores(settings: Settings) -> list[RecordedRun]:
+    """The latest run of every recorded set, with its metrics, in set order; none without a
+    results store. For a scrape: opened read-only and without waiting, so a writer's lock
+    raises `ResultsStoreBusy` at once instead of holding the scrape up."""
+    import duckdb
+
+    path = results_path(settings)
+    if not path.exists():
+        return []
+    try:
+        connection = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as locked:
+        if "lock" not in str(locked).lower():
+            raise
+        raise ResultsStoreBusy(f"the results store {path} is being written: {locked}") from locked
+    try:
+        return [
+            run
+            for name in recorded_sets(connection)
+            for run in latest_runs(connection, set_name=name, last=1)
+        ]
+    finally:
+        connection.close()

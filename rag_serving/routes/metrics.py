@@ -2,16 +2,17 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rag_serving.auth import ADMIN, require_scope
-from rag_serving.deps import RetrieverDep
-from rag_serving.observability import INDEX_CHUNKS, INDEX_VERSION
+from rag_serving.deps import RetrieverDep, SettingsDep
+from rag_serving.observability import INDEX_CHUNKS, INDEX_VERSION, evaluation_registry
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require_scope(ADMIN))])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(retriever: RetrieverDep) -> Response:
+def metrics(retriever: RetrieverDep, settings: SettingsDep) -> Response:
     """Prometheus exposition of the process's metrics (the index gauges read from the table's
-    metadata, without a scan)."""
+    metadata, without a scan) and of the latest evaluation runs in RAG_HOME's results store."""
     INDEX_VERSION.set(retriever.index.table_version())
     INDEX_CHUNKS.set(retriever.index.row_count())
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    exposition = generate_latest() + generate_latest(evaluation_registry(settings))
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)
