@@ -17,14 +17,17 @@ from rag_core.domain.chunk_store import ChunkStore
 from rag_core.domain.ids import partition_key
 from rag_core.flows.documents import document_url
 from rag_core.flows.streaming import BatchOutcome
+from rag_core.telemetry import INDEX_CHECK_PASSED
 
 # How long a stream that never pauses goes without its index checks.
 CHECK_INTERVAL_SECONDS = 30.0
 
 
 def report_check(instance: dg.DagsterInstance, result: dg.AssetCheckResult) -> None:
-    """Record a check result of `index` computed outside a run."""
+    """Record a check result of `index` computed outside a run, and show it in the worker's
+    `rag_index_check_passed` gauge, where Prometheus reads it."""
     assert result.check_name is not None
+    INDEX_CHECK_PASSED.labels(result.check_name).set(int(result.passed))
     instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
             asset_key=index.key,

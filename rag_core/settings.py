@@ -218,6 +218,12 @@ class Settings(BaseSettings):
         "cache hit opens no table): an answer may be served up to this long after the index "
         "changed. 0: read it on every query.",
     )
+    trace_content: bool = Field(
+        default=False,
+        description="Put questions, answers and retrieved text in trace spans (`input.value`, "
+        "`output.value`, document content). Off, spans carry ids, scores, models and token "
+        "counts only: an erasure cannot reach text already exported to a trace backend.",
+    )
     inference_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

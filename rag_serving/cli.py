@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from json import dumps
 from pathlib import Path
@@ -50,7 +50,9 @@ from rag_serving.cli_eval import eval_app
 
 if TYPE_CHECKING:
     from rag_core.adapters.local_servers import TansuBroker
+    from rag_core.adapters.monitoring import AlertmanagerServer, PrometheusServer
     from rag_core.adapters.objectstore import ObjectStore
+    from rag_core.adapters.phoenix import PhoenixServer
     from rag_core.flows.orchestration import Orchestrator
     from rag_core.flows.pipeline import ParseFailure
 
@@ -206,7 +208,9 @@ def stream(
 ) -> None:
     """Index change events as they arrive (the warm streaming worker), until interrupted."""
     from rag_core.flows.streaming import StreamingIndexer, serve_probes
+    from rag_serving.observability import configure_tracing
 
+    configure_tracing()  # each batch continues its events' traces, exported as the API's are
     settings = get_settings()
     recorder = orchestrator_for(settings).streaming_recorder()
     stop = threading.Event()
@@ -492,6 +496,7 @@ def _refuse_dev_identity_off_loopback(settings: Settings, host: str) -> None:
 
 
 DEV_START_TIMEOUT_SECONDS = 600.0
+TRACES_PORT = 6006  # Phoenix's own default
 STREAM_PROBES_PORT = 9464  # `ragctl stream`'s /readyz: it has caught up and consumes
 
 
@@ -505,6 +510,13 @@ def dev(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     api_port: Annotated[int, typer.Option()] = 8000,
     dagster_port: Annotated[int, typer.Option()] = 3000,
+    traces: Annotated[
+        bool,
+        typer.Option(
+            help=f"Also start Arize Phoenix on 127.0.0.1:{TRACES_PORT} (the `traces` extra) "
+            "and send every process's spans to it."
+        ),
+    ] = False,
 ) -> None:
     """Kafka broker (tansu, unless one is configured) + streaming worker + Dagster webserver
     and daemon + API + local model, until interrupted. Their output goes to files under
@@ -532,6 +544,13 @@ def dev(
             local_llm = LocalLLMServer(model, settings.llm_port, log_path=logs / "llm.log")
             children.append(local_llm.spawn())
             llm_url = local_llm.base_url
+        monitoring = _monitoring(settings, f"{host}:{api_port}")
+        children += [server.spawn() for server in monitoring]
+        traces_url = None
+        if traces:
+            viewer = _trace_viewer(settings)
+            children.append(viewer.spawn())
+            traces_url = viewer.url
         env = os.environ | {
             "RAG_HOME": str(settings.home),
             "DAGSTER_HOME": str(settings.dagster_home),
@@ -539,6 +558,8 @@ def dev(
             "RAG_API_URL": f"http://{host}:{api_port}",  # document links in Dagster's metadata
             "RAG_LLM_BASE_URL": llm_url,
         }
+        if traces_url:  # every process exports its spans there (the exporter adds /v1/traces)
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = traces_url
         for name, command, log_name, ready in _dev_commands(host, api_port, dagster_port):
             process = start_logged(command, logs / log_name, env=env)
             children.append(Child(name, process, logs / log_name, ready))
@@ -548,7 +569,8 @@ def dev(
         with console.status("Waiting for them to be ready"):
             wait_until_ready(children, DEV_START_TIMEOUT_SECONDS)
         kafka = settings.kafka_bootstrap_servers + (" (tansu, in memory)" if broker else "")
-        banner = _dev_banner(host, api_port, dagster_port, llm_url, kafka, logs)
+        banner = _dev_banner(host, api_port, dagster_port, llm_url, kafka, logs, traces_url,
+                             monitoring)  # fmt: skip
         console.print(banner, markup=False, highlight=False, soft_wrap=True)
         with announcing_api(settings, f"http://{host}:{api_port}"):
             while True:
@@ -605,12 +627,22 @@ DEV_EXAMPLES = (
 
 
 def _dev_banner(
-    host: str, api_port: int, dagster_port: int, llm_url: str, kafka: str, logs: Path
+    host: str,
+    api_port: int,
+    dagster_port: int,
+    llm_url: str,
+    kafka: str,
+    logs: Path,
+    traces_url: str | None = None,
+    monitoring: Sequence["PrometheusServer | AlertmanagerServer"] = (),
 ) -> str:
     """The lines `ragctl dev` ends its start-up with: where everything is, how to stop."""
     rows = {
         "Dagster UI": f"http://{host}:{dagster_port}",
         "API docs": f"http://{host}:{api_port}/docs",
+        **({"Traces": f"{traces_url} (Phoenix)"} if traces_url else {}),
+        **{server.name: f"{server.url}{MONITORING_NOTES[server.name]}" for server in monitoring},
+        **({"Dashboards": f"{DASHBOARDS}/*.json (Grafana)"} if monitoring else {}),
         "LLM": llm_url,
         "Kafka": kafka,
         "Logs": f"{logs}/ (one file per process)",
@@ -623,6 +655,49 @@ def _dev_banner(
     return "\n".join(
         ["Ready.", *(f"  {name:<{width}}  {value}" for name, value in rows.items()), *tries]
     )
+
+
+DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
+PROMETHEUS_PORT, ALERTMANAGER_PORT = 9090, 9093  # their own defaults
+MONITORING_NOTES = {"Prometheus": " (rules and alerts loaded)", "Alertmanager": ""}
+
+
+def _monitoring(settings: Settings, api: str) -> list["PrometheusServer | AlertmanagerServer"]:
+    """Prometheus scraping the API and the worker with the generated rules and alerts, and
+    Alertmanager routing them, when Debian's packages are installed; one line when not."""
+    from rag_core.adapters.monitoring import AlertmanagerServer, PrometheusServer, scrape_config
+
+    logs, data = _dev_logs(settings), settings.home / "monitoring"
+    try:
+        alertmanager = AlertmanagerServer(
+            DASHBOARDS / "alertmanager.yml", data / "alertmanager", ALERTMANAGER_PORT,
+            log_path=logs / "alertmanager.log",
+        )  # fmt: skip
+        config = scrape_config(
+            DASHBOARDS / "prometheus.yml", api=api, worker=f"127.0.0.1:{STREAM_PROBES_PORT}",
+            alertmanager=f"127.0.0.1:{ALERTMANAGER_PORT}",
+        )  # fmt: skip
+        prometheus = PrometheusServer(
+            config, data / "prometheus", PROMETHEUS_PORT, log_path=logs / "prometheus.log"
+        )
+    except (RuntimeError, OSError) as missing:  # not installed, or no dashboards/ beside us
+        console.print(f"no metrics server: {missing}", markup=False, highlight=False)
+        return []
+    return [prometheus, alertmanager]
+
+
+def _trace_viewer(settings: Settings) -> "PhoenixServer":
+    """Arize Phoenix on loopback (it has no login: traces stay on this machine), its data
+    under RAG_HOME/phoenix, kept from one `ragctl dev` to the next."""
+    from rag_core.adapters.phoenix import PhoenixServer
+
+    try:
+        return PhoenixServer(
+            settings.home / "phoenix", TRACES_PORT, log_path=_dev_logs(settings) / "phoenix.log"
+        )
+    except RuntimeError as missing:  # not installed
+        console.print(str(missing), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from missing
 
 
 def _embedded_broker(settings: Settings) -> "TansuBroker | None":

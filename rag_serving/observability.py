@@ -1,12 +1,14 @@
 """Request-level telemetry: a server span per request (its trace id in `X-Trace-Id`),
-request counts and latencies by route and status, index gauges, and the scores of the latest
-recorded evaluation runs."""
+request counts and latencies by route and status, index gauges, and what RAG_HOME's stores
+hold: the scores of the latest recorded evaluation runs, the erasure requests and the length
+of their audit trail."""
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -17,14 +19,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rag_core import services
+from rag_core.adapters import audit
 from rag_core.evaluation.results import (
     RecordedRun,
     ResultsStoreBusy,
     latest_scores,
     results_path,
 )
+from rag_core.flows.erasure import ErasureOverview, ErasureTally
 from rag_core.settings import Settings
 from rag_core.telemetry import tracer
+
+log = logging.getLogger(__name__)
 
 TRACE_HEADER = "X-Trace-Id"
 REQUESTS = Counter(
@@ -40,6 +47,9 @@ INDEX_VERSION = Gauge("rag_index_version", "Version of the LanceDB chunks table.
 INDEX_CHUNKS = Gauge("rag_index_chunks", "Chunks in the index.")
 # Runs are recorded nightly or by hand: a scrape every 15 s need not reopen the store.
 EVALUATION_CACHE_SECONDS = 30.0
+# Erasures are watched for being late or failed: each scrape reads anew, scrapes at once
+# (several Prometheus servers) share a read.
+ERASURE_CACHE_SECONDS = 5.0
 
 
 class EvaluationScores(Collector):
@@ -96,19 +106,78 @@ class EvaluationScores(Collector):
             return self._runs
 
 
-_EVALUATION_REGISTRIES: dict[Path, CollectorRegistry] = {}
+class ErasureGauges(Collector):
+    """The erasure requests by state, the age of the oldest one not completed, the duration
+    of the last one completed, and the length of the audit trail, read from the object store
+    at scrape time, at most once per `cache_seconds` (the age is counted at each scrape).
+    While the store cannot be read the values read last are served again."""
+
+    def __init__(self, settings: Settings, cache_seconds: float = ERASURE_CACHE_SECONDS):
+        self._store = services.object_store(settings)
+        self._tally = ErasureTally(self._store)
+        self._cache_seconds = cache_seconds
+        self._read: tuple[ErasureOverview, int] | None = None
+        self._read_at: float | None = None
+        self._reading = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        read = self._latest()
+        if read is None:
+            return
+        overview, trail_length = read
+        requests = GaugeMetricFamily(
+            "rag_erasure_requests", "Erasure requests by state.", labels=["state"]
+        )
+        for state, count in overview.by_status.items():
+            requests.add_metric([state], count)
+        yield requests
+        oldest = overview.oldest_open_since
+        yield GaugeMetricFamily(
+            "rag_erasure_oldest_open_age_seconds",
+            "Age of the oldest erasure request not completed (pending, running or failed); "
+            "0 when there is none.",
+            value=0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds(),
+        )
+        if overview.last_duration_seconds is not None:
+            yield GaugeMetricFamily(
+                "rag_erasure_last_duration_seconds",
+                "From request to completion, of the erasure request completed last.",
+                value=overview.last_duration_seconds,
+            )
+        yield GaugeMetricFamily(
+            "rag_audit_chain_length", "Records in the erasure audit trail.", value=trail_length
+        )
+
+    def _latest(self) -> tuple[ErasureOverview, int] | None:
+        with self._reading:
+            now = time.monotonic()
+            if self._read_at is not None and now - self._read_at < self._cache_seconds:
+                return self._read
+            try:
+                self._read = (self._tally.read(), audit.length(self._store))
+            except OSError as exc:
+                log.warning("erasure gauges not read from the object store: %s", exc)
+                return self._read
+            self._read_at = now
+            return self._read
 
 
-def evaluation_registry(settings: Settings) -> CollectorRegistry:
-    """The registry of the evaluation gauges of the results store under `settings`: one per
-    store, kept apart from the default registry (which holds one value per process), so
-    apps over other homes in one process export their own and share a store's cache."""
-    path = results_path(settings)
-    if path not in _EVALUATION_REGISTRIES:
+_STORE_REGISTRIES: dict[tuple[Path, str], CollectorRegistry] = {}
+
+
+def store_registry(settings: Settings) -> CollectorRegistry:
+    """The registry of the gauges read from the stores under `settings` at scrape time (the
+    evaluation results store; the object store's erasure requests and audit trail): one per
+    pair of stores, kept apart from the default registry (which holds one value per
+    process), so apps over other homes in one process export their own and share a store's
+    cache."""
+    stores = (results_path(settings), settings.object_store_uri)
+    if stores not in _STORE_REGISTRIES:
         registry = CollectorRegistry()
         registry.register(EvaluationScores(settings))
-        _EVALUATION_REGISTRIES.setdefault(path, registry)
-    return _EVALUATION_REGISTRIES[path]
+        registry.register(ErasureGauges(settings))
+        _STORE_REGISTRIES.setdefault(stores, registry)
+    return _STORE_REGISTRIES[stores]
 
 
 def configure_tracing() -> None:

@@ -2,7 +2,8 @@
 headless Chromium on a temporary platform built as `make run` builds one: the sample corpus
 ingested in a run, the warehouse's models built and their rows announced in runs (`ragctl
 warehouse build`, then `ragctl dev` starting), then one change streamed through the warm
-worker (runless materializations, with the index checks).
+worker (runless materializations, with the index checks), and the nightly evaluation of the
+last two days (extractive answers), so its events page plots two points.
 
     .venv/bin/python scripts/ui_screenshots.py [OUT_DIR]     # default .rag/screenshots
 
@@ -18,6 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from rag_assets.definitions import run_in_process
+from rag_assets.evaluation import JOB_NAME as EVALUATION_JOB
+from rag_assets.evaluation import nightly
+from rag_assets.ingest import local_instance
 from rag_assets.orchestration import InProcessOrchestrator
 from rag_core import services
 from rag_core.adapters.catalog import add_sources, put_source
@@ -49,6 +54,8 @@ def pages(streamed_partition: str) -> dict[str, str]:
         "warehouse-row-events": "assets/warehouse_row_events",
         "index-partition-metadata": f"assets/index?view=events&partition={streamed_partition}",
         "runs": "runs",
+        "evaluation-events": "assets/evaluation?view=events",
+        "evaluation-checks": "assets/evaluation?view=checks",
     }
 
 
@@ -64,7 +71,12 @@ def build_platform(settings: Settings) -> str:
     print("announcing the warehouse's rows in one run, as `ragctl dev` does", flush=True)
     orchestrator.announce_warehouse_rows()
     print("streaming one change through the worker", flush=True)
-    return stream_one_change(settings, orchestrator)
+    streamed = stream_one_change(settings, orchestrator)
+    print("evaluating the last two nights", flush=True)
+    with local_instance(settings) as instance:
+        for night in nightly.get_partition_keys()[-2:]:
+            run_in_process(EVALUATION_JOB, settings, instance, partition_key=night)
+    return streamed
 
 
 def stream_one_change(settings: Settings, orchestrator: InProcessOrchestrator) -> str:

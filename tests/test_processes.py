@@ -3,6 +3,7 @@ stopped with a signal and checked gone."""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from rag_core.adapters.processes import free_port
 from rag_core.settings import Settings
+from rag_serving.cli import PROMETHEUS_PORT, STREAM_PROBES_PORT
 
 pytestmark = pytest.mark.slow
 RAGCTL = str(Path(sys.executable).parent / "ragctl")
@@ -111,5 +113,29 @@ def test_dev_runs_the_stack_and_indexes_new_files_through_kafka(rag_home: Settin
             hits = response.json()["hits"]
         assert hits, "the dropped file was not indexed in time"
         assert hits[0]["source_uri"].endswith("notes/llamas.md")
+        _assert_prometheus_scrapes_with_the_rules(api_port)
     finally:
         _stop_and_check_gone(process, signal.SIGINT)
+
+
+def _assert_prometheus_scrapes_with_the_rules(api_port: int) -> None:
+    """`ragctl dev`'s Prometheus (Debian's, which CI installs) scrapes the API and the worker
+    and has loaded the generated rules and alerts."""
+    if shutil.which("prometheus") is None and os.environ.get("CI") != "true":
+        return  # `ragctl dev` said it starts none; the rest of the stack is what was tested
+    prometheus = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+    deadline, up = time.monotonic() + 60, []
+    while len(up) < 2 and time.monotonic() < deadline:
+        time.sleep(2)
+        query = {"query": 'up{job=~"rag-api|rag-worker"} == 1'}
+        up = httpx.get(f"{prometheus}/api/v1/query", params=query, timeout=10).json()["data"][
+            "result"
+        ]
+    assert {series["metric"]["instance"] for series in up} == {
+        f"127.0.0.1:{api_port}", f"127.0.0.1:{STREAM_PROBES_PORT}"
+    }  # fmt: skip
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    alerts = {
+        rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"
+    }
+    assert {"AvailabilityErrorBudgetBurn", "IndexNotUpdated", "EvaluationFailed"} <= alerts

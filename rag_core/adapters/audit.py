@@ -132,6 +132,11 @@ def head(store: ObjectStore) -> tuple[int, str]:
     return (latest.sequence, latest.hash) if latest else (0, "")
 
 
+def length(store: ObjectStore) -> int:
+    """Records in the trail, by their keys alone (a listing, nothing read)."""
+    return sum(audit_sequence(obj.key) is not None for obj in store.list(AUDIT_PREFIX))
+
+
 def parse_head(value: str) -> tuple[int, str]:
     """`SEQUENCE:HASH`, as `ragctl audit` prints the head, back into `head()`'s shape."""
     match = re.fullmatch(HEAD_PATTERN, value)

@@ -17,11 +17,19 @@ or the subject's identifier.
 import contextlib
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rag_core.adapters import audit
 from rag_core.adapters.cache import ResponseCache, entries_naming
@@ -32,6 +40,7 @@ from rag_core.domain.chunk_store import ChunkStore, DocumentSelector, TaggedVers
 from rag_core.domain.documents import is_source, normalize_subject
 from rag_core.domain.ids import content_hash, digest, doc_id_for
 from rag_core.domain.layout import (
+    ERASURE_PREFIX,
     STAGE_ARTIFACTS,
     STATE_PREFIX,
     TOMBSTONES_PREFIX,
@@ -141,6 +150,56 @@ def load(store: ObjectStore, request_id: str) -> ErasureRequest | None:
     if not store.exists(key):
         return None
     return ErasureRequest.model_validate_json(store.get(key))
+
+
+@dataclass(frozen=True)
+class ErasureOverview:
+    """The erasure requests of a store as the operator watches them."""
+
+    by_status: dict[str, int]  # every status, 0 where no request has it
+    oldest_open_since: datetime | None  # when the oldest request not completed was made
+    last_duration_seconds: float | None  # request to completion, of the last one completed
+
+
+class ErasureTally:
+    """Reads the requests of `store` into an `ErasureOverview`, again on each `read`. A
+    completed request never changes, so it is read once; the others each time. A request
+    that cannot be read is left out (`ragctl forget --resume` reports it)."""
+
+    def __init__(self, store: ObjectStore):
+        self._store = store
+        self._completed: dict[str, ErasureStatus] = {}  # by key
+
+    def read(self) -> ErasureOverview:
+        requests = []
+        for obj in self._store.list(ERASURE_PREFIX):
+            request = self._completed.get(obj.key) or self._load(obj.key)
+            if request is None:
+                continue
+            if request.status == "completed":
+                self._completed[obj.key] = request
+            requests.append(request)
+        return overview(requests)
+
+    def _load(self, key: str) -> ErasureStatus | None:
+        try:
+            return ErasureRequest.model_validate_json(self._store.get(key)).view()
+        except ValidationError:
+            return None
+
+
+def overview(requests: Sequence[ErasureStatus]) -> ErasureOverview:
+    by_status = dict.fromkeys(get_args(Status), 0)
+    for request in requests:
+        by_status[request.status] += 1
+    open_since = [r.requested_at for r in requests if r.status != "completed"]
+    completions = [(r.completed_at, r.requested_at) for r in requests if r.completed_at]
+    last = max(completions, default=None)  # the latest completion
+    return ErasureOverview(
+        by_status=by_status,
+        oldest_open_since=min(open_since, default=None),
+        last_duration_seconds=(last[0] - last[1]).total_seconds() if last else None,
+    )
 
 
 def submit(

@@ -1,14 +1,31 @@
 """The query path: cache lookup → retrieve → rerank → generate, each a traced stage, as one
-response or as a stream of text deltas closed by the full response."""
+response or as a stream of text deltas closed by the full response. Queries are counted by
+whether the cache answered, answers by their generator, and a streamed answer's first text
+is timed."""
 
+import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 
+from opentelemetry.trace import Span
+
+from rag_core.adapters.answering import EXTRACTIVE
 from rag_core.adapters.cache import ResponseCache, cache_key, normalize_question
 from rag_core.domain.answers import NO_ANSWER, Answerer, Generation
 from rag_core.domain.schemas import Hit, QueryRequest, QueryResponse
 from rag_core.flows.retrieval import Groups, Retriever
-from rag_core.telemetry import stage
+from rag_core.telemetry import (
+    ANSWERS,
+    INPUT_VALUE,
+    OUTPUT_VALUE,
+    QUERIES,
+    SPAN_KIND,
+    TIME_TO_FIRST_TOKEN,
+    generation_attributes,
+    stage,
+    tracer,
+)
 
 # Marks that end a question without changing what it asks ("What is VACUUM?" and
 # "what is  vacuum" are one question).
@@ -34,32 +51,93 @@ class QueryService:
         """`groups`: the caller's, which limit what is retrieved and key the cache, so one
         group's answer is never served to another. Without `use_cache` the cache is neither
         read nor filled: the answer is generated afresh (as an evaluation measures it)."""
+        with self._traced(request.question) as span:
+            response = self._query(request, groups, use_cache)
+            self._trace_response(span, response)
+            return response
+
+    def _query(self, request: QueryRequest, groups: Groups, use_cache: bool) -> QueryResponse:
         key, cached, hits = self._prepare(request, groups, use_cache)
         if cached is not None:
             return cached
         if not hits:
             return self._finish(key, self._no_answer(), hits)
-        with stage("generate"):
-            return self._finish(key, self.answerer.generate(request.question, hits), hits)
+        with stage("generate") as span:
+            generation = self.answerer.generate(request.question, hits)
+            self._trace_generation(span, request.question, generation)
+            return self._finish(key, generation, hits)
 
     def stream(self, request: QueryRequest, groups: Groups = None) -> Iterator[str | QueryResponse]:
         """Text deltas as the answer is written, then the complete response."""
+        with self._traced(request.question) as span:
+            response = yield from self._stream(request, groups)
+            self._trace_response(span, response)
+            yield response
+
+    def _stream(self, request: QueryRequest, groups: Groups) -> Generator[str, None, QueryResponse]:
+        """The text deltas; returns the complete response."""
         key, cached, hits = self._prepare(request, groups, use_cache=True)
         if cached is not None:
             yield cached.answer
-            yield cached
-            return
+            return cached
         generation = self._no_answer()
         if hits:
-            with stage("generate"):
-                for item in self.answerer.stream(request.question, hits):
-                    if isinstance(item, Generation):
-                        generation = item
-                    else:
-                        yield item
+            with stage("generate") as span:
+                generation = yield from self._timed_stream(request.question, hits)
+                self._trace_generation(span, request.question, generation)
         else:
             yield generation.answer
-        yield self._finish(key, generation, hits)
+        return self._finish(key, generation, hits)
+
+    @contextmanager
+    def _traced(self, question: str) -> Iterator[Span]:
+        """The query's span, parent of its stages' (the question on it only with
+        `trace_content`)."""
+        with tracer.start_as_current_span("query") as span:
+            span.set_attribute(SPAN_KIND, "CHAIN")
+            if self.retriever.settings.trace_content:
+                span.set_attribute(INPUT_VALUE, question)
+            yield span
+
+    def _trace_response(self, span: Span, response: QueryResponse) -> None:
+        span.set_attributes({"rag.cached": response.cached, "rag.generator": response.generator})
+        if self.retriever.settings.trace_content:
+            span.set_attribute(OUTPUT_VALUE, response.answer)
+
+    def _trace_generation(self, span: Span, question: str, generation: Generation) -> None:
+        """The generate stage as an LLM span: the model configured and the one that answered
+        (`extractive` when the model could not be reached), and the tokens it took."""
+        span.set_attributes(
+            generation_attributes(
+                requested_model=self.answerer.name,
+                model=generation.generator,
+                prompt_tokens=generation.usage.prompt_tokens,
+                completion_tokens=generation.usage.completion_tokens,
+                # The model speaks OpenAI's protocol: named as OpenAI's own instrumentation
+                # names it, whichever server answers.
+                provider=None if generation.generator == EXTRACTIVE else "openai",
+            )
+        )
+        if self.retriever.settings.trace_content:
+            span.set_attributes({INPUT_VALUE: question, OUTPUT_VALUE: generation.answer})
+
+    def _timed_stream(self, question: str, hits: list[Hit]) -> Generator[str, None, Generation]:
+        """The answerer's deltas; returns its generation. The wait for the first delta is
+        observed under the generator that wrote the answer, known only at its end (a model
+        that turned out unreachable hands over to the extractive answerer)."""
+        started = time.perf_counter()
+        first_text_after = None
+        generation = self._no_answer()
+        for item in self.answerer.stream(question, hits):
+            if isinstance(item, Generation):
+                generation = item
+                continue
+            if first_text_after is None:
+                first_text_after = time.perf_counter() - started
+            yield item
+        if first_text_after is not None:
+            TIME_TO_FIRST_TOKEN.labels(generation.generator).observe(first_text_after)
+        return generation
 
     def _prepare(
         self, request: QueryRequest, groups: Groups, use_cache: bool
@@ -71,6 +149,7 @@ class QueryService:
         if key is not None:
             with stage("cache_lookup"):
                 cached = self.cache.get(key)
+        QUERIES.labels("true" if cached is not None else "false").inc()
         if cached is not None:
             response = QueryResponse.model_validate_json(cached)
             return key, response.model_copy(update={"cached": True}), []
@@ -87,6 +166,7 @@ class QueryService:
     def _finish(self, key: str | None, generation: Generation, context: list[Hit]) -> QueryResponse:
         """The response, cached (under `key`, unless None) and filed under the chunks its
         answer was built from."""
+        ANSWERS.labels(generation.generator).inc()
         response = QueryResponse(
             answer=generation.answer,
             citations=generation.citations,

@@ -12,7 +12,14 @@ from rag_core.adapters.reranking import NoReranker, Reranker
 from rag_core.domain.chunk_store import ChunkFilter, ChunkStore, Groups
 from rag_core.domain.schemas import Hit, SearchFilters, SearchMode
 from rag_core.settings import Settings
-from rag_core.telemetry import stage
+from rag_core.telemetry import (
+    INPUT_VALUE,
+    SPAN_KIND,
+    TracedDocument,
+    document_attributes,
+    stage,
+    tracer,
+)
 
 
 def reciprocal_rank_fusion(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
@@ -79,12 +86,26 @@ class Retriever:
         mode: SearchMode | None = None,
         groups: Groups = None,
     ) -> list[Hit]:
-        with stage("retrieve"):
-            chunk_filter = ChunkFilter.of(filters, groups)
-            candidates = self._fused(query, chunk_filter, mode or self.settings.retrieval_mode)
-            distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
-        with stage("rerank"):
-            return self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
+        """The `top_k` best hits, in a retriever span that lists their chunk ids and scores
+        (and the query and their text only with `trace_content`)."""
+        content = self.settings.trace_content
+        with tracer.start_as_current_span("retrieval") as span:
+            span.set_attribute(SPAN_KIND, "RETRIEVER")
+            if content:
+                span.set_attribute(INPUT_VALUE, query)
+            with stage("retrieve"):
+                chunk_filter = ChunkFilter.of(filters, groups)
+                candidates = self._fused(query, chunk_filter, mode or self.settings.retrieval_mode)
+                distinct = _without_near_duplicates(candidates, self.settings.dedupe_similarity)
+            with stage("rerank") as rerank:
+                rerank.set_attributes(
+                    {SPAN_KIND: "RERANKER", "reranker.model_name": self.reranker.name,
+                     "reranker.top_k": top_k}
+                )  # fmt: skip
+                hits = self.reranker.rerank(query, [c.hit() for c in distinct], top_k)
+            traced = [TracedDocument(hit.chunk_id, hit.score, hit.text) for hit in hits]
+            span.set_attributes(document_attributes("retrieval.documents", traced, content=content))
+            return hits
 
     def _fused(self, query: str, chunk_filter: ChunkFilter, mode: SearchMode) -> list[_Candidate]:
         limit = self.settings.candidates

@@ -19,7 +19,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,10 +35,18 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
+from opentelemetry.trace import Span
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from rag_core import services
-from rag_core.adapters.kafka import EventPublisher, consumer_config, position
+from rag_core.adapters.kafka import (
+    ConsumerLag,
+    EventPublisher,
+    consumer_config,
+    messaging_attributes,
+    position,
+    trace_context,
+)
 from rag_core.domain.documents import DocumentVersion
 from rag_core.domain.events import topics
 from rag_core.domain.parsing import warm_up_parser
@@ -53,13 +62,19 @@ from rag_core.flows.changes import (
 from rag_core.flows.pipeline import build_versions, retire_documents
 from rag_core.settings import Settings
 from rag_core.telemetry import (
+    DEAD_LETTERS,
     FRESHNESS_LAG,
+    INDEX_LAST_WRITE,
+    STREAM_BATCH_SECONDS,
     STREAM_BROKER_CONNECTED,
     STREAM_BROKER_RECOVERIES,
+    STREAM_CONSUMER_LAG,
     STREAM_DEAD_LETTER_FAILURES,
     STREAM_EVENTS,
     STREAM_FAILED_ATTEMPTS,
     STREAM_LAST_PROGRESS,
+    continuing,
+    tracer,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +88,9 @@ CATCH_UP_RETRY_SECONDS = 30.0
 # librdkafka's sign that no broker could be reached (a single connection dropping is not:
 # the other brokers of a cluster still hold the log, and a catch-up costs a full reconcile).
 BROKER_LOST = {KafkaError._ALL_BROKERS_DOWN}
+# The consumer lag gauge is refreshed this often at most, after a poll: a dashboard's scrape
+# interval, and well apart from the path from event to commit.
+LAG_REFRESH_SECONDS = 1.0
 
 
 @dataclass
@@ -88,12 +106,14 @@ class BatchOutcome:
     seconds: dict[str, float] = field(default_factory=dict)  # time spent, by stage
 
     @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
+    def timed(self, stage: str) -> Iterator[Span]:
+        """Time a stage of the batch, traced as the span `stream.<stage>`."""
         started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+        with tracer.start_as_current_span(f"stream.{stage}") as span:
+            try:
+                yield span
+            finally:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
     def add(self, other: "BatchOutcome") -> None:
         """Count the work of a part of this batch (an event handled alone)."""
@@ -189,6 +209,9 @@ class StreamingIndexer:
         self._next_offsets: dict[tuple[str, int], int] = {}  # after the last event polled
         self.publisher = EventPublisher(settings)  # creates missing topics
         self.consumer = self._subscribe()
+        self._lag = ConsumerLag(self.consumer)
+        self._lag_measured_at = -LAG_REFRESH_SECONDS
+        self._lag_series: set[tuple[str, int]] = set()  # the partitions the gauge shows
         self.health.broker(connected=True)
         self.health.progressed()
         self._broker_lost = False
@@ -209,7 +232,9 @@ class StreamingIndexer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start the partitions whose log the broker lost at their beginning, whatever
-        offset is committed there (see `_lost_partitions`)."""
+        offset is committed there (see `_lost_partitions`). Their committed offsets are read
+        again for the lag: another member may have moved them while they were its."""
+        self._lag.forget((partition.topic, partition.partition) for partition in partitions)
         for partition in partitions:
             if (partition.topic, partition.partition) in self._replay:
                 self._replay.discard((partition.topic, partition.partition))
@@ -261,9 +286,7 @@ class StreamingIndexer:
             if self._rewind_pending:
                 self._rewind()
             messages = self._poll(timeout)
-            outcome = self._handle_batch(messages) if messages else None
-            if outcome is not None:
-                self.consumer.commit(asynchronous=False)  # only now is the batch's work done
+            outcome = self._handle_and_commit(messages) if messages else None
         except Exception as exc:
             self._rewind_pending = True
             self.health.failed(exc)
@@ -273,7 +296,34 @@ class StreamingIndexer:
             self._catch_up_when_idle()
             self._record_when_idle()
         self.health.progressed()
+        self._measure_lag()
         return outcome
+
+    def _handle_and_commit(self, messages: Sequence[Message]) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = self._handle_batch(messages)
+        # Only now is the batch's work done.
+        self._lag.committed(self.consumer.commit(asynchronous=False))
+        STREAM_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return outcome
+
+    def _measure_lag(self) -> None:
+        """Refresh the consumer lag gauge, at most every `LAG_REFRESH_SECONDS`. A failure is
+        only logged: the gauge informs the operator and never holds the stream back."""
+        now = time.monotonic()
+        if now - self._lag_measured_at < LAG_REFRESH_SECONDS:
+            return
+        self._lag_measured_at = now
+        try:
+            lags = self._lag.measure()
+        except KafkaException as exc:
+            log.debug("consumer lag not measured: %s", exc)
+            return
+        for topic, number in self._lag_series - lags.keys():  # no longer assigned here
+            STREAM_CONSUMER_LAG.remove(topic, str(number))
+        for (topic, number), lag in lags.items():
+            STREAM_CONSUMER_LAG.labels(topic, str(number)).set(lag)
+        self._lag_series = set(lags)
 
     def _poll(self, timeout: float) -> list[Message]:
         # Wait for the first event only; `consume` alone would wait for a full batch.
@@ -295,6 +345,15 @@ class StreamingIndexer:
         return self._handle_one_by_one(messages)
 
     def handle(self, messages: Sequence[Message]) -> BatchOutcome:
+        """Apply a batch of events in a span that continues their producer's trace: one trace
+        runs from an event's producer to the index write it led to."""
+        topic = ",".join(sorted({position(message)[0] for message in messages}))
+        carried = [trace_context(message) for message in messages]
+        attributes = messaging_attributes("process", topic, len(messages))
+        with continuing(f"process {topic}", carried, attributes):
+            return self._handle(messages)
+
+    def _handle(self, messages: Sequence[Message]) -> BatchOutcome:
         outcome = BatchOutcome(events=len(messages))
         with outcome.timed("read"):
             batch = read_batch(self.settings, self.store, messages)
@@ -302,10 +361,11 @@ class StreamingIndexer:
                 self._dead_letter(message, reason)
         outcome.dead_letters = len(batch.malformed)
         self._reconcile(batch, outcome)
-        STREAM_EVENTS.labels("dead_letter").inc(outcome.dead_letters)
-        STREAM_EVENTS.labels("applied" if outcome.indexed or outcome.retired else "no_op").inc(
-            len(messages) - outcome.dead_letters
-        )
+        handled = "applied" if outcome.indexed or outcome.retired else "no_op"
+        dead_lettered = topic_counts(message for message, _ in batch.malformed)
+        for topic, events in topic_counts(messages).items():
+            STREAM_EVENTS.labels(topic, "dead_letter").inc(dead_lettered[topic])
+            STREAM_EVENTS.labels(topic, handled).inc(events - dead_lettered[topic])
         return outcome
 
     def _handle_one_by_one(self, messages: Sequence[Message]) -> BatchOutcome:
@@ -322,7 +382,7 @@ class StreamingIndexer:
                 log.exception("event failed alone too; dead-lettering it")
                 attempts = self.health.failed_attempts
                 self._dead_letter(message, f"failed {attempts} times in a row, then alone: {exc}")
-                STREAM_EVENTS.labels("dead_letter").inc()
+                STREAM_EVENTS.labels(position(message)[0], "dead_letter").inc()
                 outcome.dead_letters += 1
                 self._catch_up_tries_left = self.settings.stream_max_attempts
         return outcome
@@ -333,12 +393,14 @@ class StreamingIndexer:
         except Exception as exc:
             STREAM_DEAD_LETTER_FAILURES.inc()
             raise DeadLetterFailed(f"dead letter not accepted ({exc}) for: {reason}") from exc
+        DEAD_LETTERS.labels(position(message)[0]).inc()
 
     def catch_up(self) -> BatchOutcome:
         """Reconcile every known source, as if each had an event now (run at start-up and
         after the broker was unreachable)."""
         outcome = BatchOutcome(events=0)
-        self._reconcile(full_batch(self.store), outcome)
+        with tracer.start_as_current_span("catch_up"):
+            self._reconcile(full_batch(self.store), outcome)
         return outcome
 
     def _recover(self, timeout: float) -> BatchOutcome | None:
@@ -361,6 +423,7 @@ class StreamingIndexer:
         log.warning("the broker answers again; catching up (logs lost: %s)", self._replay)
         self._replay_assigned()
         self._next_offsets.clear()
+        self._lag.forget()  # a broker that lost its logs lost their committed offsets too
         self._broker_lost = self._rewind_pending = False
         self.health.broker(connected=True)
         try:
@@ -377,7 +440,8 @@ class StreamingIndexer:
         with outcome.timed("plan"):
             plan = plan_changes(self.store, self.index, batch)
         if plan.upserts:
-            with outcome.timed("index"):
+            with outcome.timed("index") as span:
+                span.set_attribute("rag.versions", [v.partition_key for v in plan.upserts])
                 result = build_versions(
                     self.settings, self.store, self.index, self.embedder, plan.upserts,
                     optimize=False,
@@ -387,10 +451,12 @@ class StreamingIndexer:
             outcome.retired += result.retired
             outcome.chunk_counts |= result.chunk_counts
         if plan.deletions:
-            with outcome.timed("retire"):
+            with outcome.timed("retire") as span:
+                span.set_attribute("rag.doc_ids", sorted(plan.deletions))
                 outcome.retired += retire_documents(self.store, self.index, list(plan.deletions))
         if not plan.empty:
             self._dirty_since = time.monotonic()
+            INDEX_LAST_WRITE.set(time.time())
         with outcome.timed("record"):
             self._record_freshness(plan, outcome)
             self.on_batch(outcome)
@@ -480,6 +546,11 @@ class StreamingIndexer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def topic_counts(messages: Iterable[Message]) -> Counter[str]:
+    """Messages by topic."""
+    return Counter(position(message)[0] for message in messages)
 
 
 def serve_probes(health: WorkerHealth, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

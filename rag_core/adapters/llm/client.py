@@ -1,5 +1,6 @@
 """Answers by a chat model over the OpenAI-compatible protocol, with their token usage and
-cost counted; citations are re-attributed to the passages that hold each sentence."""
+cost counted, and each fallback to the extractive answerer counted by its reason; citations
+are re-attributed to the passages that hold each sentence."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -11,9 +12,19 @@ from rag_core.domain.citations import citation_for, supported_answer
 from rag_core.domain.prompting import prompt_messages
 from rag_core.domain.schemas import Hit, Usage
 from rag_core.settings import Settings
-from rag_core.telemetry import LLM_COST, LLM_TOKENS
+from rag_core.telemetry import LLM_COST, LLM_FALLBACKS, LLM_TOKENS
 
 UNREACHABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError)
+
+
+def fallback_reason(error: Exception) -> str:
+    """Why the model did not answer, as `rag_llm_fallbacks_total` labels it: it timed out,
+    could not be reached at all, or answered with an error status."""
+    if isinstance(error, openai.APITimeoutError):  # a kind of connection error: first
+        return "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return "unreachable"
+    return "error"
 
 
 class LLMAnswerer:
@@ -47,7 +58,8 @@ class LLMAnswerer:
     def generate(self, question: str, hits: list[Hit]) -> Generation:
         try:
             completion = self._client.chat.completions.create(**self._request(question, hits))
-        except UNREACHABLE:
+        except UNREACHABLE as exc:
+            LLM_FALLBACKS.labels(fallback_reason(exc)).inc()
             return self._fallback.generate(question, hits)
         text = completion.choices[0].message.content or ""
         return self._generation(text, hits, self._usage(completion.usage))
@@ -66,7 +78,8 @@ class LLMAnswerer:
                 if delta:
                     parts.append(delta)
                     yield delta
-        except UNREACHABLE:
+        except UNREACHABLE as exc:
+            LLM_FALLBACKS.labels(fallback_reason(exc)).inc()
             yield from self._fallback.stream(question, hits)
             return
         if usage is None:  # llama.cpp's server omits streamed usage; it sends a token a chunk
