@@ -171,10 +171,12 @@ def answers_ok(url: str) -> bool:
 def platform(
     kafka_platform: Settings, local_llm: LocalLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    """The test's platform answering with the packaged model, in dev auth (so /metrics needs
-    no token) and with a rate limit a burst of status requests exceeds."""
+    """The test's platform answering with the packaged model (short answers: a few tokens
+    feed every answer panel), in dev auth (so /metrics needs no token) and with a rate limit
+    a burst of status requests exceeds."""
     for name, value in {"RAG_AUTH_MODE": "dev", "RAG_LLM_BASE_URL": local_llm.base_url,
-                        "RAG_LLM_TIMEOUT_SECONDS": "300", "RAG_RATE_LIMIT_PER_MINUTE": "60",
+                        "RAG_LLM_TIMEOUT_SECONDS": "300", "RAG_LLM_MAX_TOKENS": "24",
+                        "RAG_RATE_LIMIT_PER_MINUTE": "60",
                         "RAG_RATE_LIMIT_BURST": "20"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
