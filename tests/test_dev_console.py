@@ -3,6 +3,7 @@ files under RAG_HOME/logs, a child that dies while starting shows the end of its
 start-up ends with one banner saying where everything is."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,17 +121,23 @@ def test_dev_ends_start_up_with_a_banner_and_keeps_children_off_the_console(
     logs = dev_home.home / "logs"
     lines = result.output.splitlines()
     assert "Ready." in lines
-    banner_text = "\n".join(lines[lines.index("Ready.") :])
+    # One space for each run of the column's padding, whose width the longest name sets.
+    banner_rows = [" ".join(line.split()) for line in lines[lines.index("Ready.") :]]
     for expected in (
-        "Dagster UI  http://127.0.0.1:3123",
-        "API docs    http://127.0.0.1:8123/docs",
-        "LLM         http://127.0.0.1:9/v1",
-        f"Kafka       {dev_home.kafka_bootstrap_servers} (tansu, in memory)",
-        f"Logs        {logs}/",
-        "Stop        Ctrl-C",
-        *cli.DEV_EXAMPLES,
+        "Dagster UI http://127.0.0.1:3123",
+        "API docs http://127.0.0.1:8123/docs",
+        "LLM http://127.0.0.1:9/v1",
+        f"Kafka {dev_home.kafka_bootstrap_servers} (tansu, in memory)",
+        f"Logs {logs}/ (one file per process)",
+        "Stop Ctrl-C",
+        *(f"Try {example}" if n == 0 else example for n, example in enumerate(cli.DEV_EXAMPLES)),
     ):
-        assert expected in banner_text
+        assert expected in banner_rows, banner_rows
+    if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
+        assert "Prometheus http://127.0.0.1:9090 (rules and alerts loaded)" in banner_rows
+        assert "Alertmanager http://127.0.0.1:9093" in banner_rows
+    else:  # said in one line, and the rest starts
+        assert "no metrics server: " in result.output
     # While it runs, the CLI's read commands of this RAG_HOME find its API.
     assert announced == ["http://127.0.0.1:8123"] and not announcement.exists()
     assert "sensor tick" not in result.output
