@@ -4,12 +4,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from rag_core.adapters.answering import ExtractiveAnswerer
-from rag_core.adapters.cache import build_response_cache
+from rag_core.adapters.cache import build_cache_store, build_response_cache
 from rag_core.adapters.embedding import Embedder, get_embedder
 from rag_core.adapters.index import ChunkIndex
 from rag_core.adapters.llm.client import LLMAnswerer
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.adapters.reranking import build_reranker
+from rag_core.adapters.semantic_cache import SemanticCache
 from rag_core.domain.answers import Answerer
 from rag_core.domain.chunk_store import ChunkStore
 from rag_core.domain.schemas import IndexStatus
@@ -46,11 +47,19 @@ def retriever(settings: Settings) -> Retriever:
 
 
 def query_service(settings: Settings) -> QueryService:
+    """The model answers when one is configured and the answerer (or the cost profile) allows
+    it; otherwise, and whenever the model cannot be reached, the extractive answerer does."""
     search = retriever(settings)
     answerer: Answerer = ExtractiveAnswerer(search.embedder)
-    if settings.llm_base_url:
+    if settings.answerer == "llm" and settings.llm_base_url:
         answerer = LLMAnswerer(settings, fallback=answerer)
-    return QueryService(search, answerer, build_response_cache(settings))
+    store = build_cache_store(settings)
+    semantic = (
+        SemanticCache(store, settings.semantic_cache_similarity, settings.cache_ttl_seconds)
+        if settings.semantic_cache
+        else None
+    )
+    return QueryService(search, answerer, build_response_cache(settings, store), semantic)
 
 
 def index_status(settings: Settings) -> IndexStatus:
@@ -61,5 +70,6 @@ def index_status(settings: Settings) -> IndexStatus:
         chunks=stats.chunks,
         index_version=stats.table_version,
         failed_documents=len(parse_failures(object_store(settings))),
+        profile=settings.profile,
         checked_at=datetime.now(UTC),
     )

@@ -19,19 +19,34 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from rag_core.domain.schemas import SearchMode
+from rag_core.domain.schemas import MAX_TOP_K, SearchMode
+from rag_core.profiles import (
+    LIST_PRICES,
+    PROFILES,
+    AnswererChoice,
+    ProfileName,
+    RerankerChoice,
+)
 from rag_core.secrets import AWS_PREFIX, read_secret_files, resolve_reference
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Dev mode is one identity for every local caller, evaluation and load scripts included:
 # unless set, its rate limits are far beyond what one machine sends.
 DEV_RATE_LIMIT_PER_MINUTE, DEV_RATE_LIMIT_BURST = 600_000, 10_000
+# The default profile's values are the fields' defaults too.
+LOCAL = PROFILES["local"]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
 
     home: Path = Field(default=Path(".rag"), description="Root of all embedded storage.")
+    profile: ProfileName = Field(
+        default="local",
+        description="Cost profile (`rag_core.profiles`): defaults for the answerer, model, "
+        "top_k, context budget, reranker, answer length and cache lifetime, each overridden "
+        "by its own setting when given. `hosted-*` need `llm_base_url` and `llm_api_key`.",
+    )
     object_store_uri: str = Field(
         default="", description="Folder or s3:// URI of the object store."
     )
@@ -95,23 +110,40 @@ class Settings(BaseSettings):
     min_relevance: float = Field(
         default=0.2, description="Best vector similarity below which the answer is I don't know."
     )
-    reranker: Literal["none", "cross-encoder", "cohere"] = "none"
+    reranker: RerankerChoice = LOCAL.reranker
     reranker_model: str = Field(
         default="", description="Cross-encoder folder on disk, or the Cohere rerank model."
     )
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str = "https://api.cohere.com"
 
+    answerer: AnswererChoice = Field(
+        default=LOCAL.answerer,
+        description="`llm`: the model at `llm_base_url` writes answers (extractive ones while "
+        "it is empty or unreachable); `extractive`: no model is ever called.",
+    )
+    query_top_k: int = Field(
+        default=LOCAL.query_top_k,
+        ge=1,
+        le=MAX_TOP_K,
+        description="Passages an answer is written from when the query does not say (`top_k`).",
+    )
+    context_budget_tokens: int | None = Field(
+        default=LOCAL.context_budget_tokens,
+        ge=1,
+        description="Most tokens of passages an answer's prompt is meant to hold; unset, every "
+        "passage goes whole. Given by the profile; the answer path does not enforce it yet.",
+    )
     llm_base_url: str = Field(
         default="", description="OpenAI-compatible endpoint; empty means extractive answers."
     )
-    llm_model: str = "qwen2.5-coder-0.5b-instruct"
+    llm_model: str = LOCAL.llm_model
     llm_api_key: SecretStr = SecretStr("not-needed")
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
-    llm_max_tokens: int = Field(default=300, ge=1)
+    llm_max_tokens: int = Field(default=LOCAL.llm_max_tokens, ge=1)
     llm_port: int = Field(default=8001, description="Port of the embedded local model server.")
     llm_prices: dict[str, tuple[float, float]] = Field(
-        default={"qwen2.5-coder-0.5b-instruct": (0.0, 0.0), "gpt-4o-mini": (0.12, 0.48)},
+        default=LIST_PRICES,
         description="Price per million prompt and completion tokens, in `currency`, by model.",
     )
     currency: str = "GBP"
@@ -120,7 +152,20 @@ class Settings(BaseSettings):
         description="redis://… to share the response cache and rate limits; a secret, as it "
         "may carry a password.",
     )
-    cache_ttl_seconds: int = Field(default=86400, ge=1)
+    cache_ttl_seconds: int = Field(default=LOCAL.cache_ttl_seconds, ge=1)
+    semantic_cache: bool = Field(
+        default=False,
+        description="Also serve a cached answer to a new question whose embedding is close to a "
+        "cached question's (same filters, groups and index version); `cached` stays true and "
+        "`cache_hit` says `semantic`.",
+    )
+    semantic_cache_similarity: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Least cosine similarity of two questions' embeddings for the semantic "
+        "cache to treat them as one (docs/benchmarks.md measures hits and false hits).",
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Kafka brokers (`ragctl dev` starts tansu here)."
@@ -244,6 +289,18 @@ class Settings(BaseSettings):
     def _read_secret_files(cls, data: Any) -> Any:
         return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        """The profile's values for the settings not given. Before validation, `data` holds
+        exactly the values given (init arguments, environment, `.env`, secret files; no
+        defaults), so a given value always wins; the profile's are then validated like them
+        (and, like them, counted in `model_fields_set`). An unknown profile fills nothing and
+        fails the `profile` field's own validation."""
+        name = data.get("profile", "local") if isinstance(data, dict) else None
+        profile = PROFILES.get(name) if isinstance(name, str) else None
+        return data if profile is None else profile.settings() | data
+
     @model_validator(mode="after")
     def _resolve_secret_references(self) -> "Settings":
         for name in SECRET_FIELDS:
@@ -263,6 +320,13 @@ class Settings(BaseSettings):
             raise ValueError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_SIZE")
         if self.auth_mode == "oidc" and not (self.oidc_issuer and self.oidc_audience):
             raise ValueError("RAG_AUTH_MODE=oidc needs RAG_OIDC_ISSUER and RAG_OIDC_AUDIENCE")
+        if PROFILES[self.profile].hosted and not (
+            self.llm_base_url and "llm_api_key" in self.model_fields_set
+        ):
+            raise ValueError(
+                f"RAG_PROFILE={self.profile} needs RAG_LLM_BASE_URL and RAG_LLM_API_KEY "
+                "(an OpenAI-compatible endpoint and its key)"
+            )
         self.home = self.home.expanduser().resolve()
         self.object_store_uri = self.object_store_uri or str(self.home / "objects")
         self.index_uri = self.index_uri or str(self.home / "lancedb")

@@ -387,9 +387,26 @@ def _print_hits(hits: list[Hit], json: bool) -> None:
 
 
 @app.command()
-def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
+def ask(
+    question: str,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k",
+            "-k",
+            min=1,
+            max=MAX_TOP_K,
+            help="Passages to answer from (default: the profile's, RAG_QUERY_TOP_K)",
+        ),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
     """Answer QUESTION from the index, with citations."""
-    request = QueryRequest(question=question, top_k=top_k)  # refused before any loading
+    # Refused before any loading. Without --top-k, whoever answers (the API or this process)
+    # applies its profile's.
+    request = QueryRequest.model_validate(
+        {"question": question} | ({} if top_k is None else {"top_k": top_k})
+    )
     settings = get_settings()
     answered = from_api(settings, "/v1/query", request)
     if answered is not None:
@@ -397,7 +414,8 @@ def ask(question: str, top_k: TopKOption = 5, json: JsonOption = False) -> None:
     else:
         from rag_core import services
 
-        response = services.query_service(settings).query(request)
+        service = services.query_service(settings)
+        response = service.query(request.with_default_top_k(settings.query_top_k))
     _print_answer(response, json)
 
 
@@ -421,9 +439,10 @@ def status(
         ),
     ] = False,
 ) -> None:
-    """Documents, versions, chunks and index version; with --failures, the files that could
-    not be parsed: source, partition (`<doc_id>@<version>`) and reason. Without --failures,
-    and with RAG_CLI_USE_API, the running API counts them (`GET /v1/status`)."""
+    """Documents, versions, chunks, index version and the cost profile answering; with
+    --failures, the files that could not be parsed: source, partition (`<doc_id>@<version>`)
+    and reason. Without --failures, and with RAG_CLI_USE_API, the running API counts them and
+    names its profile (`GET /v1/status`)."""
     settings = get_settings()
     if failures:
         from rag_core import services
@@ -441,10 +460,10 @@ def status(
     if json:
         print(current.model_dump_json(indent=2))
         return
-    table = Table("documents", "versions", "chunks", "index version", "unparseable")
+    table = Table("documents", "versions", "chunks", "index version", "unparseable", "profile")
     counts = (current.documents, current.versions, current.chunks, current.index_version,
               current.failed_documents)  # fmt: skip
-    table.add_row(*(str(count) for count in counts))
+    table.add_row(*(str(count) for count in counts), current.profile)
     Console().print(table)
 
 
@@ -535,7 +554,7 @@ def dev(
     try:
         broker = _embedded_broker(settings)
         llm_url = settings.llm_base_url
-        if not llm_url:  # the embedded default: serve the packaged model ourselves
+        if settings.answerer == "llm" and not llm_url:  # the default: serve the packaged model
             from rag_core.adapters.llm.server import LocalLLMServer
             from rag_core.adapters.llm.weights import assemble_local_model
 
@@ -569,7 +588,8 @@ def dev(
         with console.status("Waiting for them to be ready"):
             wait_until_ready(children, DEV_START_TIMEOUT_SECONDS)
         kafka = settings.kafka_bootstrap_servers + (" (tansu, in memory)" if broker else "")
-        banner = _dev_banner(host, api_port, dagster_port, llm_url, kafka, logs, traces_url,
+        answers = llm_url if settings.answerer == "llm" else "none: extractive answers"
+        banner = _dev_banner(host, api_port, dagster_port, answers, kafka, logs, traces_url,
                              monitoring)  # fmt: skip
         console.print(banner, markup=False, highlight=False, soft_wrap=True)
         with announcing_api(settings, f"http://{host}:{api_port}"):

@@ -74,7 +74,8 @@ def from_api(
     method, body = (
         ("GET", None)
         if request is None
-        else ("POST", request.model_dump(mode="json", exclude_none=True))
+        # Only what the command was given: the API applies its own defaults to the rest.
+        else ("POST", request.model_dump(mode="json", exclude_none=True, exclude_unset=True))
     )
     timeout = httpx.Timeout(settings.llm_timeout_seconds + 30, connect=2.0)
     try:

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -45,6 +45,9 @@ REQUEST_SECONDS = Histogram(
 )
 INDEX_VERSION = Gauge("rag_index_version", "Version of the LanceDB chunks table.")
 INDEX_CHUNKS = Gauge("rag_index_chunks", "Chunks in the index.")
+# 1, labelled with the process's cost profile: cost and latency series join it on their
+# instance to be split by profile (each carries the model already), with no label added to them.
+PROFILE = Info("rag_profile", "Cost profile (RAG_PROFILE) this process answers with.")
 # Runs are recorded nightly or by hand: a scrape every 15 s need not reopen the store.
 EVALUATION_CACHE_SECONDS = 30.0
 # Erasures are watched for being late or failed: each scrape reads anew, scrapes at once

@@ -74,7 +74,7 @@ def serving_dependencies(settings: Settings, table_version: Callable[[], int]) -
         Dependency("index", True, index_check(table_version)),
         Dependency("cache", False, redis_check(cache_url) if shared_cache else lambda: "disk"),
     ]
-    if settings.llm_base_url:
+    if settings.answerer == "llm" and settings.llm_base_url:  # none under `extractive`
         dependencies.append(Dependency("llm", False, llm_check(settings)))
     return dependencies
 

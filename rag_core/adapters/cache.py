@@ -7,7 +7,8 @@ expires. So each entry is also filed under the chunk ids its answer was built fr
 `forget(chunk_ids)` deletes every entry that used any of them. The filing can be incomplete
 (entries built from a version whose chunk ids are no longer known), so erasure also scans the
 entries themselves: `entries_naming` finds every one whose stored answer cites an erased
-document or chunk."""
+document or chunk. The semantic cache (`rag_core.adapters.semantic_cache`) keeps its buckets
+of questions in the same store, as entries like these, so both reach them too."""
 
 import contextlib
 import hashlib
@@ -328,13 +329,17 @@ class CountingCache:
         return self._cache.delete(keys)
 
 
-def build_response_cache(settings: Settings) -> ResponseCache:
-    backend: ResponseCache
+def build_cache_store(settings: Settings) -> ResponseCache:
+    """The store itself, its lookups uncounted: the response cache counts its own, and the
+    semantic cache, which keeps its buckets in the same store, its own."""
     if settings.cache_url.get_secret_value().startswith(("redis://", "rediss://")):
         breaker = CircuitBreaker(
             "response_cache", redis_outages(), settings.dependency_retry_seconds
         )
-        backend = OutageTolerantCache(RedisResponseCache(settings), breaker)
-    else:
-        backend = DiskResponseCache(settings)
-    return CountingCache(backend, "response")
+        return OutageTolerantCache(RedisResponseCache(settings), breaker)
+    return DiskResponseCache(settings)
+
+
+def build_response_cache(settings: Settings, store: ResponseCache | None = None) -> ResponseCache:
+    """The response cache over `store` (by default, a store built from `settings`)."""
+    return CountingCache(build_cache_store(settings) if store is None else store, "response")

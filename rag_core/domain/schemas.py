@@ -68,13 +68,25 @@ class SearchResponse(BaseModel):
 
 class QueryRequest(BaseModel):
     question: QueryText
-    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K)
+    top_k: int = Field(
+        default=5,
+        ge=1,
+        le=MAX_TOP_K,
+        description="Passages the answer is written from. Default: the cost profile's "
+        "(RAG_QUERY_TOP_K; 5 in the default profile).",
+    )
     filters: SearchFilters | None = None
     stream: bool = Field(
         default=False,
         description="Answer as Server-Sent Events: `token` events, then one `done` event "
         "carrying the full response.",
     )
+
+    def with_default_top_k(self, top_k: int) -> "QueryRequest":
+        """This request, with `top_k` as its passage count unless it names its own."""
+        if "top_k" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"top_k": top_k})
 
 
 class Citation(ChunkReference):
@@ -89,12 +101,27 @@ class Usage(BaseModel):
     currency: str = "GBP"
 
 
+CacheHit = Literal["exact", "semantic"]
+
+
 class QueryResponse(BaseModel):
+    """An answer. How a cached one was found is in `cache_hit`, beside `cached` rather than in
+    it (as `cached: "semantic"`): `cached` stays a bool for every client that reads it as one
+    (the evaluation results store it in a BOOLEAN column, typed clients validate it as bool,
+    traces and metrics label by it), and keeps meaning what it meant: served from the cache,
+    generated at no cost now."""
+
     answer: str
     citations: list[Citation]
     generator: str = Field(description="Model that wrote the answer, or `extractive`.")
     usage: Usage = Field(default_factory=Usage)
     cached: bool = Field(default=False, description="True when served from the response cache.")
+    cache_hit: CacheHit | None = Field(
+        default=None,
+        description="How the cached answer was found: `exact` (the same question, up to case, "
+        "spacing and closing marks) or `semantic` (a question close to a cached one, with "
+        "RAG_SEMANTIC_CACHE on); None when generated afresh.",
+    )
 
 
 class IndexStatus(BaseModel):
@@ -103,6 +130,7 @@ class IndexStatus(BaseModel):
     chunks: int
     index_version: int
     failed_documents: int = Field(description="Live versions whose parsing failed.")
+    profile: str = Field(description="The cost profile answering queries (RAG_PROFILE).")
     checked_at: datetime
 
 

@@ -48,7 +48,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 ANSWER_SETTINGS = (
     "chunk_size", "chunk_overlap", "retrieval_mode", "rrf_k", "vector_weight", "keyword_weight",
     "candidates", "min_relevance", "dedupe_similarity", "reranker", "reranker_model",
-    "embedding_model", "llm_model", "llm_max_tokens",
+    "embedding_model", "llm_model", "llm_max_tokens", "profile", "answerer", "query_top_k",
+    "context_budget_tokens",
 )  # fmt: skip
 
 SCHEMA = (
@@ -113,7 +114,7 @@ class RunContext(Frozen):
     index_version: int
     corpus_fingerprint: str
     generator: str
-    answer_settings: dict[str, str | int | float | bool]
+    answer_settings: dict[str, str | int | float | bool | None]
     code_version: str
 
 
@@ -156,7 +157,7 @@ def set_fingerprint(questions: Sequence[LabeledQuestion]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
-def answer_settings(settings: Settings) -> dict[str, str | int | float | bool]:
+def answer_settings(settings: Settings) -> dict[str, str | int | float | bool | None]:
     """The settings that change answers; of the model's endpoint only whether there is one."""
     values = {name: getattr(settings, name) for name in ANSWER_SETTINGS}
     return values | {"llm_base_url_set": bool(settings.llm_base_url)}

@@ -1,19 +1,22 @@
-"""The query path: cache lookup → retrieve → rerank → generate, each a traced stage, as one
-response or as a stream of text deltas closed by the full response. Queries are counted by
-whether the cache answered, answers by their generator, and a streamed answer's first text
-is timed."""
+"""The query path: cache lookup (exact, then semantic when it is on) → retrieve → rerank →
+generate, each a traced stage, as one response or as a stream of text deltas closed by the
+full response. Queries are counted by whether the cache answered, answers by their generator,
+and a streamed answer's first text is timed."""
 
 import time
 import unicodedata
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.trace import Span
 
 from rag_core.adapters.answering import EXTRACTIVE
 from rag_core.adapters.cache import ResponseCache, cache_key, normalize_question
+from rag_core.adapters.semantic_cache import SemanticCache
 from rag_core.domain.answers import NO_ANSWER, Answerer, Generation
-from rag_core.domain.schemas import Hit, QueryRequest, QueryResponse
+from rag_core.domain.schemas import CacheHit, Hit, QueryRequest, QueryResponse
 from rag_core.flows.retrieval import Groups, Retriever
 from rag_core.telemetry import (
     ANSWERS,
@@ -39,11 +42,29 @@ def question_cache_form(question: str) -> str:
     return normalize_question(unified.casefold()).rstrip(_CLOSING_MARKS)
 
 
+@dataclass(frozen=True)
+class _CacheSlot:
+    """Where a question's answer is looked up and stored: its exact key, and its semantic
+    cache bucket (None with the semantic cache off)."""
+
+    key: str
+    bucket: str | None
+
+
 class QueryService:
-    def __init__(self, retriever: Retriever, answerer: Answerer, cache: ResponseCache):
+    def __init__(
+        self,
+        retriever: Retriever,
+        answerer: Answerer,
+        cache: ResponseCache,
+        semantic: SemanticCache | None = None,
+    ):
+        """`semantic`: also answer from the cache a question close to a cached one (it keeps
+        its buckets in `cache`'s store)."""
         self.retriever = retriever
         self.answerer = answerer
         self.cache = cache
+        self.semantic = semantic
 
     def query(
         self, request: QueryRequest, groups: Groups = None, *, use_cache: bool = True
@@ -57,15 +78,15 @@ class QueryService:
             return response
 
     def _query(self, request: QueryRequest, groups: Groups, use_cache: bool) -> QueryResponse:
-        key, cached, hits = self._prepare(request, groups, use_cache)
+        slot, cached, hits = self._prepare(request, groups, use_cache)
         if cached is not None:
             return cached
         if not hits:
-            return self._finish(key, self._no_answer(), hits)
+            return self._finish(request, slot, self._no_answer(), hits)
         with stage("generate") as span:
             generation = self.answerer.generate(request.question, hits)
             self._trace_generation(span, request.question, generation)
-            return self._finish(key, generation, hits)
+            return self._finish(request, slot, generation, hits)
 
     def stream(self, request: QueryRequest, groups: Groups = None) -> Iterator[str | QueryResponse]:
         """Text deltas as the answer is written, then the complete response."""
@@ -76,7 +97,7 @@ class QueryService:
 
     def _stream(self, request: QueryRequest, groups: Groups) -> Generator[str, None, QueryResponse]:
         """The text deltas; returns the complete response."""
-        key, cached, hits = self._prepare(request, groups, use_cache=True)
+        slot, cached, hits = self._prepare(request, groups, use_cache=True)
         if cached is not None:
             yield cached.answer
             return cached
@@ -87,7 +108,7 @@ class QueryService:
                 self._trace_generation(span, request.question, generation)
         else:
             yield generation.answer
-        return self._finish(key, generation, hits)
+        return self._finish(request, slot, generation, hits)
 
     @contextmanager
     def _traced(self, question: str) -> Iterator[Span]:
@@ -101,6 +122,8 @@ class QueryService:
 
     def _trace_response(self, span: Span, response: QueryResponse) -> None:
         span.set_attributes({"rag.cached": response.cached, "rag.generator": response.generator})
+        if response.cache_hit is not None:
+            span.set_attribute("rag.cache_hit", response.cache_hit)
         if self.retriever.settings.trace_content:
             span.set_attribute(OUTPUT_VALUE, response.answer)
 
@@ -141,31 +164,48 @@ class QueryService:
 
     def _prepare(
         self, request: QueryRequest, groups: Groups, use_cache: bool
-    ) -> tuple[str | None, QueryResponse | None, list[Hit]]:
-        """The cache key (None when the cache is bypassed), a cached response if any, else
+    ) -> tuple[_CacheSlot | None, QueryResponse | None, list[Hit]]:
+        """The cache slot (None when the cache is bypassed), a cached response if any, else
         the hits relevant enough to use."""
-        key = self._key(request, groups) if use_cache else None
-        cached = None
-        if key is not None:
-            with stage("cache_lookup"):
-                cached = self.cache.get(key)
+        slot = self._slot(request, groups) if use_cache else None
+        cached = None if slot is None else self._cached(request, slot)
         QUERIES.labels("true" if cached is not None else "false").inc()
         if cached is not None:
-            response = QueryResponse.model_validate_json(cached)
-            return key, response.model_copy(update={"cached": True}), []
+            return slot, cached, []
         hits = self.retriever.search(
             request.question, request.top_k, request.filters, groups=groups
         )
         floor = self.retriever.settings.min_relevance
         relevant = any((hit.vector_score or 0.0) >= floor for hit in hits)
-        return key, None, hits if relevant else []
+        return slot, None, hits if relevant else []
+
+    def _cached(self, request: QueryRequest, slot: _CacheSlot) -> QueryResponse | None:
+        """The answer cached for this question, else (semantic cache on) for the closest
+        question asked under the same conditions. The question is embedded only on an exact
+        miss, and as retrieval embeds it (the embedding is cached in process): once."""
+        with stage("cache_lookup"):
+            stored = self.cache.get(slot.key)
+        if stored is not None:
+            return _served(stored, "exact")
+        if self.semantic is None or slot.bucket is None:
+            return None
+        with stage("semantic_cache_lookup"):
+            vector = self.retriever.embedder.embed_query(request.question)
+            stored = self.semantic.find(slot.bucket, vector)
+        return None if stored is None else _served(stored, "semantic")
 
     def _no_answer(self) -> Generation:
         return Generation(answer=NO_ANSWER, citations=[], generator=self.answerer.name)
 
-    def _finish(self, key: str | None, generation: Generation, context: list[Hit]) -> QueryResponse:
-        """The response, cached (under `key`, unless None) and filed under the chunks its
-        answer was built from."""
+    def _finish(
+        self,
+        request: QueryRequest,
+        slot: _CacheSlot | None,
+        generation: Generation,
+        context: list[Hit],
+    ) -> QueryResponse:
+        """The response, cached (in `slot`, unless None) and filed under the chunks its
+        answer was built from; with the semantic cache on, the question joins its bucket."""
         ANSWERS.labels(generation.generator).inc()
         response = QueryResponse(
             answer=generation.answer,
@@ -174,15 +214,24 @@ class QueryService:
             usage=generation.usage,
             cached=False,
         )
-        if key is not None:
-            self.cache.set(key, response.model_dump_json(), [hit.chunk_id for hit in context])
+        if slot is None:
+            return response
+        self.cache.set(slot.key, response.model_dump_json(), [hit.chunk_id for hit in context])
+        if self.semantic is not None and slot.bucket is not None:
+            vector = self.retriever.embedder.embed_query(request.question)
+            self.semantic.remember(slot.bucket, vector, slot.key, context)
         return response
 
-    def _key(self, request: QueryRequest, groups: Groups) -> str:
+    def _slot(self, request: QueryRequest, groups: Groups) -> _CacheSlot:
+        conditions = self._conditions(request, groups)
+        key = cache_key("query", question=question_cache_form(request.question), **conditions)
+        bucket = None if self.semantic is None else self.semantic.bucket(conditions)
+        return _CacheSlot(key, bucket)
+
+    def _conditions(self, request: QueryRequest, groups: Groups) -> dict[str, Any]:
+        """Everything a cached answer depends on but the question."""
         settings = self.retriever.settings
-        return cache_key(
-            "query",
-            question=question_cache_form(request.question),
+        return dict(
             top_k=request.top_k,
             filters=request.filters.model_dump(mode="json") if request.filters else None,
             mode=settings.retrieval_mode,
@@ -193,3 +242,9 @@ class QueryService:
             index_version=self.retriever.index.recent_version(settings.index_version_ttl_seconds),
             groups=None if groups is None else sorted(groups),
         )
+
+
+def _served(stored: str, hit: CacheHit) -> QueryResponse:
+    return QueryResponse.model_validate_json(stored).model_copy(
+        update={"cached": True, "cache_hit": hit}
+    )
