@@ -25,7 +25,7 @@ from rag_core.evaluation.gates import (
     passed,
 )
 from rag_core.evaluation.labeled_sets import LabeledQuestion, load_set
-from rag_core.evaluation.metrics import summarize
+from rag_core.evaluation.metrics import score_question, summarize
 from rag_core.evaluation.results import (
     corpus_fingerprint,
     judge_and_record,
@@ -35,7 +35,7 @@ from rag_core.evaluation.results import (
     run_context,
     set_fingerprint,
 )
-from rag_core.evaluation.runner import EvaluationRun, InProcessAnswers, evaluate
+from rag_core.evaluation.runner import EvaluationRun, InProcessAnswers, QuestionResult, evaluate
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
 from rag_serving.cli_eval import GATE_FAILED_EXIT
@@ -141,6 +141,41 @@ def test_runs_survive_reconnecting_and_the_last_passing_one_is_found(tmp_path: P
     assert [point.value for point in history["recall_at_1"]] == [0.95, 0.5]
     assert [point.value for point in history["fact_recall"]] == [0.5, 0.5]
     assert all(isinstance(point.recorded_at, datetime) for point in history["recall_at_1"])
+
+
+def test_an_answerer_has_floors_of_its_own_and_is_compared_with_its_own_runs(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path / "rag")
+    model_floors = {"small-model": {"fact_recall": 0.3}}
+    gates = GatesConfig(sets={"s": SetGates(floors={"fact_recall": 0.45},
+                                            answerers=model_floors)})  # fmt: skip
+    assert gates.floors("s", "small-model") == {"fact_recall": 0.3}
+    assert gates.floors("s", "extractive") == gates.floors("s") == {"fact_recall": 0.45}
+
+    def recorded(fact_recall: float, generator: str) -> dict[str, str]:
+        figures = summarize([]).model_copy(update={"fact_recall": fact_recall})
+        rows = [_answered_by(generator)]
+        run = EvaluationRun(aggregates=figures, currency="GBP", questions=rows)
+        gated = judge_and_record(settings, run, set_name="s", questions=[], gates=gates)
+        return {gate.metric: gate.reason for gate in gated.gates if gate.verdict == "fail"}
+
+    assert recorded(0.5, "extractive") == {}
+    # The model's first run is judged by its own floor, not against the extractive run.
+    assert recorded(0.35, "small-model") == {}
+    assert "fell from 0.350" in recorded(0.31, "small-model")["fact_recall"]
+    assert "below the floor 0.450" in recorded(0.4, "extractive")["fact_recall"]
+
+
+def _answered_by(generator: str) -> QuestionResult:
+    scores = score_question(
+        LabeledQuestion(id="q", question="Which port?", answerable=False), answer="I don't know.",
+        documents=[], context=[], cited_sources=[], supported_citations=[], latency_seconds=1.0,
+        prompt_tokens=0, completion_tokens=0, cost=0.0,
+    )  # fmt: skip
+    return QuestionResult(id="q", question="Which port?", answerable=False, answer="I don't know.",
+                          generator=generator, cached=False, citations=[], documents=[],
+                          context=[], scores=scores)  # fmt: skip
 
 
 def test_a_run_not_recorded_leaves_no_store(tmp_path: Path) -> None:

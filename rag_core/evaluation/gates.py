@@ -1,6 +1,6 @@
 """Gates on an evaluation run, set in one file (`eval_sets/gates.yaml`): an absolute floor per
-metric (per set, over defaults) and a regression tolerance against the last passing run of the
-same questions on the same corpus.
+metric (per set, over defaults, and per answerer over the set's) and a regression tolerance
+against the last passing run of the same questions by the same answerer on the same corpus.
 
 Deterministic metrics (`BLOCKING_METRICS`, computed from the labels alone) block: a failed gate
 fails the run. Judged metrics (`JUDGED_METRICS`, scored by a model, so noisy) only warn, until
@@ -34,6 +34,9 @@ Verdict = Literal["pass", "warn", "fail"]
 
 class SetGates(Frozen):
     floors: dict[str, float] = Field(default_factory=dict)
+    # Floors by the answerer that ran (a run's `generator`, e.g. the model's name), over
+    # `floors`: the bar a given answerer is held to, below which it regressed.
+    answerers: dict[str, dict[str, float]] = Field(default_factory=dict)
     tolerance: float | None = Field(default=None, ge=0)
     nightly: bool = False  # evaluated by the nightly `evaluation` asset
 
@@ -46,8 +49,10 @@ class GatesConfig(Frozen):
     defaults: SetGates = SetGates()
     sets: dict[str, SetGates] = Field(default_factory=dict)
 
-    def floors(self, set_name: str) -> dict[str, float]:
-        return self.defaults.floors | self.sets.get(set_name, SetGates()).floors
+    def floors(self, set_name: str, generator: str | None = None) -> dict[str, float]:
+        """The floors of a set's runs by `generator` (the answerer that ran)."""
+        gates = self.sets.get(set_name, SetGates())
+        return self.defaults.floors | gates.floors | gates.answerers.get(generator or "", {})
 
     def tolerance_of(self, set_name: str) -> float:
         tolerance = self.sets.get(set_name, SetGates()).tolerance

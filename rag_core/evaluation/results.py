@@ -277,16 +277,19 @@ def last_passing_run(
     set_name: str,
     set_fingerprint: str,
     corpus_fingerprint: str | None = None,
+    generator: str | None = None,
 ) -> RecordedRun | None:
-    """The latest passing run of these questions, on this corpus unless None (any corpus)."""
+    """The latest passing run of these questions, on this corpus and by this answerer unless
+    None (any corpus, any answerer)."""
     query = (
         "SELECT run_id, recorded_at, set_name, set_fingerprint, corpus_fingerprint, passed "
         "FROM evaluation_runs WHERE passed AND set_name = ? AND set_fingerprint = ?"
     )
     parameters: list[object] = [set_name, set_fingerprint]
-    if corpus_fingerprint is not None:
-        query += " AND corpus_fingerprint = ?"
-        parameters.append(corpus_fingerprint)
+    for column, value in (("corpus_fingerprint", corpus_fingerprint), ("generator", generator)):
+        if value is not None:
+            query += f" AND {column} = ?"
+            parameters.append(value)
     cursor = connection.cursor()
     cursor.execute(query + " ORDER BY recorded_at DESC LIMIT 1", parameters)
     rows = cursor.fetchall()
@@ -322,13 +325,20 @@ def metric_history(
 
 
 def baseline_of(
-    connection: Connection, *, set_name: str, set_fingerprint: str, corpus_fingerprint: str
+    connection: Connection,
+    *,
+    set_name: str,
+    set_fingerprint: str,
+    corpus_fingerprint: str,
+    generator: str,
 ) -> Baseline | None:
-    """What a run is compared with: the last passing run of the same questions on the same
-    corpus, else the last on any corpus (shown, not compared), else nothing."""
-    same = last_passing_run(connection, set_name=set_name, set_fingerprint=set_fingerprint,
-                            corpus_fingerprint=corpus_fingerprint)  # fmt: skip
-    last = same or last_passing_run(connection, set_name=set_name, set_fingerprint=set_fingerprint)
+    """What a run is compared with: the last passing run of the same questions by the same
+    answerer (a model answers differently from the extractive answerer, which is not a
+    regression) on the same corpus, else the last on any corpus (shown, not compared), else
+    nothing."""
+    runs = {"set_name": set_name, "set_fingerprint": set_fingerprint, "generator": generator}
+    same = last_passing_run(connection, **runs, corpus_fingerprint=corpus_fingerprint)
+    last = same or last_passing_run(connection, **runs)
     if last is None:
         return None
     return Baseline(run_id=last.run_id, metrics=last.metrics, same_corpus=same is not None)
@@ -354,10 +364,11 @@ def judge_and_record(
     if record or results_path(settings).exists():
         with results_store(settings) as connection:
             baseline = baseline_of(connection, set_name=set_name, set_fingerprint=fingerprint,
-                                   corpus_fingerprint=context.corpus_fingerprint)  # fmt: skip
+                                   corpus_fingerprint=context.corpus_fingerprint,
+                                   generator=context.generator)  # fmt: skip
     outcomes = judge(
         gated_metrics(run.aggregates),
-        floors=gates.floors(set_name) if whole_set else {},
+        floors=gates.floors(set_name, context.generator) if whole_set else {},
         tolerance=gates.tolerance_of(set_name),
         baseline=baseline,
         trusted_judge=gates.trusts(run.aggregates),
