@@ -49,29 +49,23 @@ class Profile(BaseModel):
         return self.model_dump()
 
 
+# The packaged model, free but slow on a CPU; extractive until a model is reachable at
+# RAG_LLM_BASE_URL (`ragctl dev` serves the packaged one there).
+LOCAL = Profile(
+    answerer="llm",
+    llm_model=LOCAL_MODEL,
+    query_top_k=5,
+    context_budget_tokens=None,
+    reranker="none",
+    llm_max_tokens=300,
+    cache_ttl_seconds=DAY_SECONDS,
+)
+
 # By name; the names are `ProfileName`'s, the type of the `profile` setting.
 PROFILES: dict[str, Profile] = {
     # No model at all, whatever RAG_LLM_BASE_URL says: sentences picked from the passages.
-    "extractive": Profile(
-        answerer="extractive",
-        llm_model=LOCAL_MODEL,
-        query_top_k=5,
-        context_budget_tokens=None,
-        reranker="none",
-        llm_max_tokens=300,
-        cache_ttl_seconds=DAY_SECONDS,
-    ),
-    # The packaged model, free but slow on a CPU; extractive until a model is reachable at
-    # RAG_LLM_BASE_URL (`ragctl dev` serves the packaged one there).
-    "local": Profile(
-        answerer="llm",
-        llm_model=LOCAL_MODEL,
-        query_top_k=5,
-        context_budget_tokens=None,
-        reranker="none",
-        llm_max_tokens=300,
-        cache_ttl_seconds=DAY_SECONDS,
-    ),
+    "extractive": LOCAL.model_copy(update={"answerer": "extractive"}),
+    "local": LOCAL,
     # Paid per token: a small prompt, a short answer, cached for a week (answers are still
     # keyed by the index version, so a changed index is never answered from the cache).
     "hosted-economy": Profile(
