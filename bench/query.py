@@ -6,8 +6,10 @@ and reused. Queries are the fixed set in eval_sets/postgresql_sql_purpose.jsonl.
 
     python bench/query.py [--quick] [--chunks N] [--llm]
 
-`--llm` also times answers by the local model (started and stopped here). Prints a table, then
-one JSON line with the figures.
+`--llm` also times streamed answers by the local model (started and stopped here) over 40
+questions: time to first token and to the whole answer, with the profile's context budget and
+answer length, and before them (whole passages, 300 tokens; 10 questions with `--quick`).
+Prints a table, then one JSON line with the figures.
 """
 
 import hashlib
@@ -16,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from harness import EVAL_SET, arguments, console, finish, ingest, postgresql_docs, table
@@ -29,6 +32,8 @@ from rag_core.domain.schemas import QueryRequest
 from rag_core.domain.stats import percentile
 from rag_core.evaluation.labeled_sets import load_set
 from rag_core.settings import Settings
+
+LLM_QUESTIONS = 40
 
 
 def _copy_id(value: str, copy: int) -> str:
@@ -80,6 +85,22 @@ def summary(durations: list[float]) -> dict[str, float]:
     }
 
 
+def row(path: str, figures: dict[str, float]) -> tuple[str, ...]:
+    """A table row; the first-token and token cells only for streamed model answers."""
+    streamed = "ttft_p50_ms" in figures
+    return (
+        path,
+        str(figures["n"]),
+        f"{figures['p50_ms']:.1f}",
+        f"{figures['p95_ms']:.1f}",
+        f"{figures['ttft_p50_ms']:.1f}" if streamed else "",
+        f"{figures['ttft_p95_ms']:.1f}" if streamed else "",
+        f"{figures['prompt_tokens_mean']:.0f}/{figures['completion_tokens_mean']:.0f}"
+        if streamed
+        else "",
+    )
+
+
 def main() -> None:
     parser = arguments(__doc__, quick="10k chunks, 40 queries", cache=True)
     parser.add_argument("--chunks", type=int, help="index size (default 50,000)")
@@ -106,16 +127,15 @@ def main() -> None:
     results[f"answer ({service.answerer.name})"] = summary(timed(answer_calls))
     results["answer, cached"] = summary(timed(answer_calls))
     if args.llm:
-        results.update(time_local_model(settings, queries[:10]))
+        llm_questions = queries[:LLM_QUESTIONS]
+        baseline = 10 if args.quick else LLM_QUESTIONS
+        results.update(time_local_model(settings, llm_questions, baseline))
 
     console.print(
         table(
             f"query latency over {services.chunk_index(settings).stats().chunks:,} chunks",
-            ("path", "queries", "p50 ms", "p95 ms"),
-            [
-                (path, str(figures["n"]), f"{figures['p50_ms']:.1f}", f"{figures['p95_ms']:.1f}")
-                for path, figures in results.items()
-            ],
+            ("path", "queries", "p50 ms", "p95 ms", "first token p50", "p95", "tokens in/out"),
+            [row(path, figures) for path, figures in results.items()],
             left={"path"},
         )
     )
@@ -124,22 +144,48 @@ def main() -> None:
     finish("query", args.quick, {"chunks": target, "results": results})
 
 
-def time_local_model(settings: Settings, queries: list[str]) -> dict[str, dict[str, float]]:
+def time_local_model(settings: Settings, purposes: list[str], baseline: int) -> dict[str, Any]:
+    """Streamed answers by the local model, as the profile writes them (its context budget
+    and answer length), and, on the first `baseline` questions, as they were written before
+    (whole passages, 300 tokens), on the same server in the same run. Each question is a
+    purpose of the reference pages asked as a question ("How do I abort the current
+    transaction?"); the first one asked warms the server (its reading of the fixed prompt)."""
+    questions = [f"How do I {purpose}?" for purpose in purposes]
     model = assemble_local_model(settings.home / "models")
-    port = free_port()
-    with LocalLLMServer(model, port) as server:
-        local = settings.model_copy(update={"llm_base_url": server.base_url})
-        service = services.query_service(local)
-        responses = []
-        durations = timed(
-            [lambda q=q: responses.append(service.query(QueryRequest(question=q))) for q in queries]
-        )
-    figures = summary(durations)
-    figures["prompt_tokens_mean"] = statistics.mean(r.usage.prompt_tokens for r in responses)
-    figures["completion_tokens_mean"] = statistics.mean(
-        r.usage.completion_tokens for r in responses
-    )
-    return {f"answer ({service.answerer.name})": figures}
+    with LocalLLMServer(model, free_port()) as server:
+        tuned = settings.model_copy(update={"llm_base_url": server.base_url})
+        before = tuned.model_copy(update={"context_budget_tokens": None, "llm_max_tokens": 300})
+        streamed(tuned, questions[:1])
+        rows = {
+            f"answer before (whole passages, {before.llm_max_tokens} tokens)": (before, baseline),
+            f"answer ({tuned.context_budget_tokens}-token context, {tuned.llm_max_tokens} "
+            "tokens)": (tuned, len(questions)),
+        }
+        return {path: streamed(config, questions[:n]) for path, (config, n) in rows.items() if n}
+
+
+def streamed(settings: Settings, questions: list[str]) -> dict[str, float]:
+    """Time to first token and to the whole answer of each question, streamed through the
+    query service (retrieval included), with the tokens each took."""
+    service = services.query_service(settings)
+    first, whole, responses = [], [], []
+    for question in questions:
+        started = time.perf_counter()
+        first_after = None
+        for item in service.stream(QueryRequest(question=question), use_cache=False):
+            if isinstance(item, str):
+                first_after = first_after or time.perf_counter() - started
+            else:
+                responses.append(item)
+        whole.append((time.perf_counter() - started) * 1000)
+        first.append((first_after or 0.0) * 1000)
+    return {
+        **summary(whole),
+        "ttft_p50_ms": round(percentile(first, 0.5), 2),
+        "ttft_p95_ms": round(percentile(first, 0.95), 2),
+        "prompt_tokens_mean": statistics.mean(r.usage.prompt_tokens for r in responses),
+        "completion_tokens_mean": statistics.mean(r.usage.completion_tokens for r in responses),
+    }
 
 
 if __name__ == "__main__":

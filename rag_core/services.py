@@ -52,7 +52,7 @@ def query_service(settings: Settings) -> QueryService:
     search = retriever(settings)
     answerer: Answerer = ExtractiveAnswerer(search.embedder)
     if settings.answerer == "llm" and settings.llm_base_url:
-        answerer = LLMAnswerer(settings, fallback=answerer)
+        answerer = LLMAnswerer(settings, fallback=answerer, relevance=search.embedder.relevance)
     store = build_cache_store(settings)
     semantic = (
         SemanticCache(store, settings.semantic_cache_similarity, settings.cache_ttl_seconds)

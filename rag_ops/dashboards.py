@@ -167,6 +167,11 @@ def quantile(q: float, histogram: str, job: str, by: str = "", where: str = "") 
     return f"histogram_quantile({q}, sum by ({labels}) ({buckets}))"
 
 
+def with_profile(series: str) -> str:
+    """The API's series labelled with the cost profile its process runs (`rag_profile_info`)."""
+    return f"{series} * on (instance) group_left (profile) {select('rag_profile_info', API)}"
+
+
 def service(objectives: Objectives) -> list[Panel]:
     routes = "|".join(objectives.availability.routes)
     query_routes = (API, f'route=~"{routes}"')
@@ -276,18 +281,25 @@ def answers(objectives: Objectives) -> list[Panel]:
             "line is the cost budget.",
             "short",
             Query(f"1000 * sum({cost_rate}) / sum({query_rate})", "all models"),
-            Query(f"1000 * sum by (model) ({cost_rate}) / scalar(sum({query_rate}))", "{{model}}"),
+            Query(
+                f"1000 * sum by (profile, model) ({with_profile(cost_rate)}) "
+                f"/ scalar(sum({query_rate}))",
+                "{{profile}} {{model}}",
+            ),
             limit=cost.budget_per_1000_queries,
         ),
         chart(
             "Time to first token (p50, p95)",
-            "From the request to the first streamed token, by model (streamed answers only).",
+            "From the request to the first streamed token, by cost profile and model (streamed "
+            "answers only).",
             "s",
-            Query(
-                quantile(0.5, "rag_llm_time_to_first_token_seconds", API, "model"), "p50 {{model}}"
-            ),
-            Query(
-                quantile(0.95, "rag_llm_time_to_first_token_seconds", API, "model"), "p95 {{model}}"
+            *(
+                Query(
+                    f"histogram_quantile({q}, sum by (profile, model, le) "
+                    f"({with_profile(rate('rag_llm_time_to_first_token_seconds_bucket', API))}))",
+                    f"p{round(q * 100)} {{{{profile}}}} {{{{model}}}}",
+                )
+                for q in (0.5, 0.95)
             ),
         ),
         chart(

@@ -415,7 +415,7 @@ def ask(
         from rag_core import services
 
         service = services.query_service(settings)
-        response = service.query(request.with_default_top_k(settings.query_top_k))
+        response = service.query(request)
     _print_answer(response, json)
 
 

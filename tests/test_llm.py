@@ -49,7 +49,8 @@ def test_unreachable_model_falls_back_to_extractive() -> None:
     settings = Settings(
         llm_base_url=f"http://127.0.0.1:{nothing_listens}/v1", llm_timeout_seconds=5
     )
-    extractive = ExtractiveAnswerer(embedder(settings))
-    generation = LLMAnswerer(settings, fallback=extractive).generate("When does it open?", HITS)
+    model = embedder(settings)
+    answerer = LLMAnswerer(settings, fallback=ExtractiveAnswerer(model), relevance=model.relevance)
+    generation = answerer.generate("When does it open?", HITS)
     assert generation.generator == "extractive"
     assert generation.citations and generation.usage.prompt_tokens == 0

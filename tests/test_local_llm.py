@@ -1,14 +1,11 @@
 """The embedded default end to end: the packaged Qwen2.5-Coder-0.5B weights assembled and
 served by llama-cpp-python on loopback, answering over the sample corpus with citations."""
 
-from collections.abc import Iterator
-
 import pytest
 
 from rag_core import services
 from rag_core.adapters.llm.server import LocalLLMServer
-from rag_core.adapters.llm.weights import LOCAL_MODEL, LOCAL_MODEL_BYTES, assemble_local_model
-from rag_core.adapters.processes import free_port
+from rag_core.adapters.llm.weights import LOCAL_MODEL
 from rag_core.domain.chunk_store import DocumentSelector
 from rag_core.domain.schemas import ChunkReference, QueryRequest, QueryResponse
 from rag_core.flows.querying import QueryService
@@ -21,15 +18,11 @@ PORT_FACT_QUESTION = "What is the default TCP port of the PostgreSQL server?"
 
 
 @pytest.fixture(scope="module")
-def llm_settings(sample_index: Settings) -> Iterator[Settings]:
-    model = assemble_local_model(sample_index.home / "models")
-    assert model.stat().st_size == LOCAL_MODEL_BYTES
-    port = free_port()
-    with LocalLLMServer(model, port) as server:
-        # A loaded 2-core machine can take over a minute per answer; fall back only on failure.
-        yield sample_index.model_copy(
-            update={"llm_base_url": server.base_url, "llm_timeout_seconds": 300.0}
-        )
+def llm_settings(sample_index: Settings, local_llm: LocalLLMServer) -> Settings:
+    # A loaded 2-core machine can take over a minute per answer; fall back only on failure.
+    return sample_index.model_copy(
+        update={"llm_base_url": local_llm.base_url, "llm_timeout_seconds": 300.0}
+    )
 
 
 @pytest.fixture(scope="module")

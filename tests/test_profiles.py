@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from rag_core import services
 from rag_core.adapters.answering import ExtractiveAnswerer
 from rag_core.adapters.processes import free_port
-from rag_core.domain.schemas import QueryRequest
+from rag_core.domain.schemas import QueryRequest, QueryResponse
 from rag_core.profiles import PROFILES, ProfileName
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
@@ -161,6 +161,20 @@ def test_the_api_names_the_profile_and_applies_its_top_k(
         assert not named["cached"] and unnamed["cached"]
         other = client.post("/v1/query", json={"question": PORT_QUESTION, "top_k": 5}).json()
         assert not other["cached"]
+
+
+def test_every_caller_of_the_query_service_gets_the_profiles_top_k(
+    sample_index: Settings, tmp_path: Path
+) -> None:
+    """Not only the API: the evaluation runner, `ragctl ask` and the MCP tools ask the
+    service directly."""
+    settings = Settings(home=sample_index.home, cache_dir=tmp_path / "cache", profile="extractive",
+                        query_top_k=2)  # fmt: skip
+    service = services.query_service(settings)
+    assert not service.query(QueryRequest(question=PORT_QUESTION, top_k=2)).cached
+    assert service.query(QueryRequest(question=PORT_QUESTION)).cached
+    *_, streamed = service.stream(QueryRequest(question=PORT_QUESTION))
+    assert isinstance(streamed, QueryResponse) and streamed.cached
 
 
 def test_ragctl_status_names_the_profile(

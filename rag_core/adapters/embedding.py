@@ -3,6 +3,7 @@
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,6 +75,11 @@ class Embedder:
                 texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def relevance(self, question: str, texts: Sequence[str]) -> list[float]:
+        """Cosine similarity of each text to the question (retrieval has embedded the
+        question already: its vector comes from the cache)."""
+        return (self.embed(list(texts)) @ self.embed_query(question)).tolist()
 
 
 def forget_query_embeddings() -> int:

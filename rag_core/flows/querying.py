@@ -71,7 +71,9 @@ class QueryService:
     ) -> QueryResponse:
         """`groups`: the caller's, which limit what is retrieved and key the cache, so one
         group's answer is never served to another. Without `use_cache` the cache is neither
-        read nor filled: the answer is generated afresh (as an evaluation measures it)."""
+        read nor filled: the answer is generated afresh (as an evaluation measures it). A
+        request naming no `top_k` gets the cost profile's."""
+        request = self._with_profile_top_k(request)
         with self._traced(request.question) as span:
             response = self._query(request, groups, use_cache)
             self._trace_response(span, response)
@@ -88,16 +90,22 @@ class QueryService:
             self._trace_generation(span, request.question, generation)
             return self._finish(request, slot, generation, hits)
 
-    def stream(self, request: QueryRequest, groups: Groups = None) -> Iterator[str | QueryResponse]:
-        """Text deltas as the answer is written, then the complete response."""
+    def stream(
+        self, request: QueryRequest, groups: Groups = None, *, use_cache: bool = True
+    ) -> Iterator[str | QueryResponse]:
+        """Text deltas as the answer is written, then the complete response (`groups` and
+        `use_cache` as for `query`)."""
+        request = self._with_profile_top_k(request)
         with self._traced(request.question) as span:
-            response = yield from self._stream(request, groups)
+            response = yield from self._stream(request, groups, use_cache)
             self._trace_response(span, response)
             yield response
 
-    def _stream(self, request: QueryRequest, groups: Groups) -> Generator[str, None, QueryResponse]:
+    def _stream(
+        self, request: QueryRequest, groups: Groups, use_cache: bool
+    ) -> Generator[str, None, QueryResponse]:
         """The text deltas; returns the complete response."""
-        slot, cached, hits = self._prepare(request, groups, use_cache=True)
+        slot, cached, hits = self._prepare(request, groups, use_cache)
         if cached is not None:
             yield cached.answer
             return cached
@@ -109,6 +117,9 @@ class QueryService:
         else:
             yield generation.answer
         return self._finish(request, slot, generation, hits)
+
+    def _with_profile_top_k(self, request: QueryRequest) -> QueryRequest:
+        return request.with_default_top_k(self.retriever.settings.query_top_k)
 
     @contextmanager
     def _traced(self, question: str) -> Iterator[Span]:
@@ -237,6 +248,9 @@ class QueryService:
             mode=settings.retrieval_mode,
             reranker=self.retriever.reranker.name,
             generator=self.answerer.name,
+            # How much of the passages the model reads, and how long it may write.
+            context_budget=settings.context_budget_tokens,
+            max_tokens=settings.llm_max_tokens,
             index=settings.index_uri,
             # A new index version misses the cache; read at most a TTL ago, so a hit stays cheap.
             index_version=self.retriever.index.recent_version(settings.index_version_ttl_seconds),

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from rag_core.domain.schemas import QueryRequest, QueryResponse
 from rag_serving.auth import QUERY, PrincipalDep, require_scope
-from rag_serving.deps import QueryServiceDep, SettingsDep
+from rag_serving.deps import QueryServiceDep
 
 router = APIRouter(prefix="/v1", tags=["query"], dependencies=[Depends(require_scope(QUERY))])
 
@@ -44,11 +44,10 @@ def server_sent_events(items: Iterator[str | QueryResponse]) -> Iterator[str]:
 
 @router.post("/query", response_model=QueryResponse)
 async def query(
-    request: QueryRequest, service: QueryServiceDep, principal: PrincipalDep, settings: SettingsDep
+    request: QueryRequest, service: QueryServiceDep, principal: PrincipalDep
 ) -> QueryResponse | Response:
     """An answer from the index with its citations, the generator that wrote it, token usage
     and cost, and whether it came from the cache; streamed as SSE when `stream` is true."""
-    request = request.with_default_top_k(settings.query_top_k)
     if request.stream:
         return StreamingResponse(
             server_sent_events(in_one_context(service.stream(request, principal.groups))),
