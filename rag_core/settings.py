@@ -131,8 +131,9 @@ class Settings(BaseSettings):
     context_budget_tokens: int | None = Field(
         default=LOCAL.context_budget_tokens,
         ge=1,
-        description="Most tokens of passages an answer's prompt is meant to hold; unset, every "
-        "passage goes whole. Given by the profile; the answer path does not enforce it yet.",
+        description="Most tokens of passages a model's prompt holds (estimated from characters): "
+        "the best-ranked passages whole while they fit, then the next one cut around its "
+        "sentence most relevant to the question; unset, every passage goes whole.",
     )
     llm_base_url: str = Field(
         default="", description="OpenAI-compatible endpoint; empty means extractive answers."
