@@ -46,6 +46,7 @@ from rag_core.settings import Settings
 
 LABELED = ROOT / "eval_sets" / "sample_corpus_qa.jsonl"
 PARAPHRASES = ROOT / "eval_sets" / "paraphrases" / "sample_corpus_qa.jsonl"
+NEVER_CALLED = "http://127.0.0.1:9/v1"
 MIX_QUERIES = 400
 ZIPF_EXPONENT = 1.2
 REWORDED_SHARE = 0.25
@@ -82,7 +83,10 @@ def main() -> None:
 
 
 def profile_settings(base: Settings, profile: str, **overrides: Any) -> Settings:
-    """The settings of `profile` over the benchmark's home (explicit overrides win)."""
+    """The settings of `profile` over the benchmark's home (explicit overrides win); a hosted
+    profile gets an endpoint it is never sent to (its prompts are only counted)."""
+    if PROFILES[profile].hosted:
+        overrides = {"llm_base_url": NEVER_CALLED, "llm_api_key": "never-called", **overrides}
     return Settings(profile=profile, home=base.home, **overrides)
 
 
