@@ -47,6 +47,7 @@ from rag_core.settings import Settings, get_settings
 from rag_serving.cli_api import announcing_api, from_api
 from rag_serving.cli_documents import documents_app
 from rag_serving.cli_eval import eval_app
+from rag_serving.cli_mcp import mcp_app
 
 if TYPE_CHECKING:
     from rag_core.adapters.local_servers import TansuBroker
@@ -89,6 +90,7 @@ warehouse_app = typer.Typer(help="The warehouse: sample tables and dbt models.")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(documents_app, name="documents")
 app.add_typer(eval_app, name="eval")
+app.add_typer(mcp_app, name="mcp")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]

@@ -18,6 +18,7 @@ from rag_core.settings import Settings, get_settings
 from rag_serving.admission import limit_admission
 from rag_serving.auth import build_authenticator
 from rag_serving.hardening import protect
+from rag_serving.mcp import http as mcp_http
 from rag_serving.observability import configure_tracing, instrument
 from rag_serving.ratelimit import build_rate_limiter
 from rag_serving.readiness import ReadinessProbe, serving_dependencies
@@ -86,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.query_service = services.query_service(settings)
         index = app.state.query_service.retriever.index
         app.state.readiness = ReadinessProbe(serving_dependencies(settings, index.table_version))
-        yield
+        async with mcp_http.serving(app):
+            yield
         app.state.readiness.close()
 
     app = FastAPI(
@@ -108,4 +110,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, search, query, documents, erasure, audit, admin, metrics, status):
         app.include_router(module.router, max_body_size=settings.max_request_bytes)
     app.include_router(ingest.router, max_body_size=settings.max_upload_bytes)  # documents
+    mcp_http.mount(app, settings)  # /mcp/docstore, /mcp/governance
     return app

@@ -43,6 +43,18 @@ REQUEST_SECONDS = Histogram(
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+MCP_TOOL_CALLS = Counter(
+    "rag_mcp_tool_calls",
+    "MCP tool calls by server (docstore, governance), tool and outcome (ok, error, "
+    "input_required, rejected).",
+    ["server", "tool", "outcome"],
+)
+MCP_TOOL_SECONDS = Histogram(
+    "rag_mcp_tool_call_duration_seconds",
+    "MCP tool call latency by server and tool.",
+    ["server", "tool"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 INDEX_VERSION = Gauge("rag_index_version", "Version of the LanceDB chunks table.")
 INDEX_CHUNKS = Gauge("rag_index_chunks", "Chunks in the index.")
 # 1, labelled with the process's cost profile: cost and latency series join it on their

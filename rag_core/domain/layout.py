@@ -34,6 +34,7 @@ METADATA_SUFFIX = ".meta.json"
 TOMBSTONES_PREFIX = "tombstones"
 ERASURE_PREFIX = "erasure"
 AUDIT_PREFIX = "audit"
+CONSENTS_PREFIX = "consents"
 STATE_PREFIX = "state"
 SYNC_STATE_KEY = f"{STATE_PREFIX}/object_sync.json"  # the object-store producer's bookmark
 
@@ -126,6 +127,12 @@ def tombstone_key(content_hash: str) -> str:
 
 def erasure_request_key(request_id: str) -> str:
     return f"{ERASURE_PREFIX}/{request_id}.json"
+
+
+def consent_key(token_hash: str) -> str:
+    """An erasure preview's confirmation, redeemable once, under its token's hash (the token
+    itself is known only to the caller it was given to)."""
+    return f"{CONSENTS_PREFIX}/{token_hash}.json"
 
 
 def audit_record_key(sequence: int) -> str:

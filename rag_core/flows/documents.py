@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from rag_core.adapters.catalog import all_manifests, known_versions, read_manifest
 from rag_core.adapters.objectstore import ObjectStore
 from rag_core.domain.chunk_store import EVERY_DOCUMENT, ChunkStore, DocumentSelector, Groups
 from rag_core.domain.documents import DocumentVersion
-from rag_core.domain.layout import Artifact, artifact_key
+from rag_core.domain.layout import SOURCES_PREFIX, Artifact, artifact_key
+from rag_core.domain.parsing import ParsedDocument
 from rag_core.domain.schemas import (
     DocumentAccess,
     DocumentDetails,
@@ -32,6 +35,35 @@ from rag_core.domain.schemas import (
 
 DOC_ID = re.compile(r"[0-9a-f]{32}")  # `ids.doc_id_for`
 ROW_COLUMNS = ["doc_id", "version", "title", "source_uri", "acl", "subjects", "ingested_at"]
+CHUNK_COLUMNS = ["chunk_id", "doc_id", "version", "position", "title", "section", "page", "text"]
+
+
+class ChunkText(BaseModel):
+    """A chunk as indexed: where it sits in its document, and its text."""
+
+    chunk_id: str
+    doc_id: str
+    version: str
+    position: int
+    title: str
+    section: str
+    page: int | None
+    text: str
+
+
+class DocumentText(BaseModel):
+    doc_id: str
+    version: str = Field(description="The newest indexed version, whose text this is.")
+    title: str
+    source_uri: str
+    text: str
+
+
+class SourceSummary(BaseModel):
+    folder: str = Field(description="First folder of the source key (`warehouse/<model>`).")
+    documents: int
+    chunks: int = Field(description="Chunks in the index, every version.")
+    newest_version_at: datetime = Field(description="When the newest version was discovered.")
 
 
 def document_url(api_url: str, doc_id: str) -> str:
@@ -134,11 +166,8 @@ class DocumentLookup:
     def describe(self, doc_id: str, groups: Groups = None) -> DocumentDetails | None:
         """Everything about a document, or None when it is unknown, erased, or not readable
         by `groups`."""
-        if not DOC_ID.fullmatch(doc_id):
-            return None
-        rows = self.index.rows(DocumentSelector(doc_ids=(doc_id,)), ROW_COLUMNS)
-        document = _document(doc_id, self._manifests_of(doc_id), rows)
-        if document is None or not document.readable_by(groups):
+        document = self._readable_document(doc_id, groups)
+        if document is None:
             return None
         counts = document.chunk_counts
         versions = [
@@ -148,6 +177,61 @@ class DocumentLookup:
         return DocumentDetails(
             **document.summary().model_dump(), versions=versions, access=document.access
         )
+
+    def read(self, doc_id: str, groups: Groups = None) -> DocumentText | None:
+        """The text of the document's newest indexed version as parsed (whole, without the
+        overlap its chunks repeat), or None when it is unknown, erased, not readable by
+        `groups`, or has no indexed version."""
+        document = self._readable_document(doc_id, groups)
+        newest = None if document is None else document.newest_row
+        if document is None or newest is None:
+            return None
+        key = artifact_key(Artifact.PARSED, doc_id, newest["version"])
+        try:
+            parsed = ParsedDocument.model_validate_json(self.store.get(key))
+        except FileNotFoundError:
+            return None  # erased since the rows were read
+        return DocumentText(
+            doc_id=doc_id,
+            version=newest["version"],
+            title=newest["title"],
+            source_uri=document.source_uri,
+            text="\n\n".join(element.text for element in parsed.elements),
+        )
+
+    def chunk(self, doc_id: str, chunk_id: str, groups: Groups = None) -> ChunkText | None:
+        """One chunk of the document as indexed, or None when either is unknown, erased, or
+        the document is not readable by `groups`."""
+        if self._readable_document(doc_id, groups) is None:
+            return None
+        rows = self.index.rows(DocumentSelector(doc_ids=(doc_id,)), CHUNK_COLUMNS)
+        found = [row for row in rows if row["chunk_id"] == chunk_id]
+        return ChunkText.model_validate(found[0]) if found else None
+
+    def sources(self, groups: Groups = None) -> list[SourceSummary]:
+        """What `groups` may read, by source folder (the first segment of the source key,
+        `warehouse/<model>` for warehouse rows): documents, chunks, and the newest version."""
+        folders: defaultdict[str, list[_Document]] = defaultdict(list)
+        for document in self._readable(groups):
+            folders[_folder(document.source_key or document.source_uri)].append(document)
+        return [
+            SourceSummary(
+                folder=folder,
+                documents=len(documents),
+                chunks=sum(len(d.rows) for d in documents),
+                newest_version_at=max(d.versions()[0][1] for d in documents),
+            )
+            for folder, documents in sorted(folders.items())
+        ]
+
+    def _readable_document(self, doc_id: str, groups: Groups) -> _Document | None:
+        if not DOC_ID.fullmatch(doc_id):
+            return None
+        rows = self.index.rows(DocumentSelector(doc_ids=(doc_id,)), ROW_COLUMNS)
+        document = _document(doc_id, self._manifests_of(doc_id), rows)
+        if document is None or not document.readable_by(groups):
+            return None
+        return document
 
     def find(
         self, name: str, groups: Groups = None, limit: int = 50, offset: int = 0
@@ -209,6 +293,14 @@ class DocumentLookup:
     def list(self, groups: Groups = None, limit: int = 50, offset: int = 0) -> DocumentList:
         """The documents `groups` may read, by source key."""
         return _page(self._readable(groups), limit, offset)
+
+
+def _folder(source: str) -> str:
+    """`postgresql` for `documents/postgresql/x.html`, `warehouse/tickets` for a warehouse
+    row's document; a document at the top of `documents/` is in the folder `.`."""
+    parts = source.removeprefix(f"{SOURCES_PREFIX}/").split("/")
+    depth = 2 if parts[0] == "warehouse" else 1
+    return "/".join(parts[:depth]) if len(parts) > depth else "."
 
 
 def _page(documents: list[_Document], limit: int, offset: int) -> DocumentList:

@@ -11,14 +11,18 @@ checkpoints what it deletes, the sync bookmark forgets the sources, and verifica
 the bytes of those files, not only their entries. The request is complete only once
 verification (the `rtbf` job's asset check) finds nothing left; the audit record, written
 for completed and failed requests alike, holds counts and hashes, never the erased content
-or the subject's identifier.
+or the subject's identifier. A caller that must ask for consent first shows `preview` (what
+the scope covers now, nothing erased) and hands out a confirm token (`offer_consent`) to be
+redeemed once, for that scope and caller, before it submits (`redeem_consent`).
 """
 
 import contextlib
+import json
+import secrets
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -47,6 +51,7 @@ from rag_core.domain.layout import (
     Artifact,
     Stage,
     artifact_folder,
+    consent_key,
     erasure_request_key,
     metadata_key,
     tombstone_key,
@@ -58,6 +63,8 @@ from rag_core.sources import warehouse
 
 SCAN_BLOCK_BYTES = 1 << 24
 PHRASE_WORDS = 8
+# How long a preview's confirm token may be redeemed.
+CONSENT_TTL = timedelta(minutes=10)
 
 
 class ErasureScope(BaseModel):
@@ -215,6 +222,85 @@ def submit(
     )
     save(store, request)
     return request
+
+
+class ErasurePreview(BaseModel):
+    """What a request with this scope would erase if carried out now: nothing is erased, and
+    nothing is stored, to show it."""
+
+    doc_ids: list[str]
+    sources: list[str] = Field(description="Object-store keys of the sources.")
+    chunks: int = Field(description="Index rows of the documents.")
+    cached_answers: int = Field(description="Cached answers citing or built from them.")
+    warehouse_rows: int = Field(description="Warehouse rows about the subject.")
+
+
+def preview(
+    settings: Settings,
+    store: ObjectStore,
+    index: ChunkStore,
+    cache: ResponseCache,
+    scope: ErasureScope,
+) -> ErasurePreview:
+    """The target `erase` would resolve for `scope`, counted as the eraser counts it. Cached
+    answers are those filed under the chunks or naming the documents (or quoting the
+    subject), whichever is more: an entry is usually both."""
+    target = resolve(settings, store, index, scope)
+    naming = entries_naming(cache, {*target.doc_ids, *target.chunk_ids}, _texts(scope.subject))
+    return ErasurePreview(
+        doc_ids=target.doc_ids,
+        sources=target.source_keys,
+        chunks=len(index.chunk_ids_of(target.doc_ids)),
+        cached_answers=max(cache.referencing(target.chunk_ids), len(naming)),
+        warehouse_rows=sum(len(keys) for keys in target.warehouse_rows.values()),
+    )
+
+
+class ConsentRefused(ValueError):
+    """A confirm token that is unknown, already redeemed, expired, or given for another scope
+    or caller."""
+
+
+def _consent_digest(scope: ErasureScope, requested_by: str, untag_versions: bool) -> str:
+    """What a confirm token is bound to, as a hash: the stored consent names nobody."""
+    return digest(scope.model_dump_json(), requested_by, str(untag_versions), length=64)
+
+
+def offer_consent(
+    store: ObjectStore, scope: ErasureScope, requested_by: str, *, untag_versions: bool = False
+) -> str:
+    """A confirm token for one erasure of exactly `scope` by `requested_by`, redeemable once
+    within `CONSENT_TTL` (`redeem_consent`). Only the token's hash is stored."""
+    token = secrets.token_urlsafe(32)
+    consent = {
+        "bound_to": _consent_digest(scope, requested_by, untag_versions),
+        "expires_at": (datetime.now(UTC) + CONSENT_TTL).isoformat(),
+    }
+    store.put(consent_key(digest(token, length=64)), json.dumps(consent).encode())
+    return token
+
+
+def redeem_consent(
+    store: ObjectStore,
+    token: str,
+    scope: ErasureScope,
+    requested_by: str,
+    *,
+    untag_versions: bool = False,
+) -> None:
+    """Use up `token`, which must have been offered for this scope and caller and not have
+    expired; raises `ConsentRefused` otherwise. A token is deleted when first presented, so a
+    replay finds nothing."""
+    key = consent_key(digest(token, length=64))
+    try:
+        consent = json.loads(store.get(key))
+    except FileNotFoundError as unknown:
+        raise ConsentRefused("unknown or already used confirm token") from unknown
+    store.delete(key)  # not `purge`: only the erasure role may delete versions
+    if datetime.fromisoformat(consent["expires_at"]) < datetime.now(UTC):
+        raise ConsentRefused("the confirm token expired; preview the erasure again")
+    if consent["bound_to"] != _consent_digest(scope, requested_by, untag_versions):
+        raise ConsentRefused("the confirm token was given for another scope or caller")
 
 
 def resolve(
