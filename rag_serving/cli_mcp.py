@@ -1,8 +1,8 @@
 """`ragctl mcp docstore|governance`: the MCP servers over stdio, for a local client (a
 desktop assistant) that starts them itself. The client is the local operator, as for the
 other `ragctl` commands (every document, every scope), unless `--subject`, `--group` and
-`--scope` (or `RAG_MCP_SUBJECT`, `RAG_MCP_GROUPS`, `RAG_MCP_SCOPES`) say otherwise; the
-subject is who the audit trail names. The index and the model load on the first tool call,
+`--scope` say otherwise (a client's configuration passes them as arguments); the subject is
+who the audit trail names. The index and the model load on the first tool call,
 so the client's handshake is answered at once. Over HTTP the API serves the same servers
 (`rag_serving.mcp.http`).
 """
@@ -25,23 +25,18 @@ mcp_app = typer.Typer(
 
 SubjectOption = Annotated[
     str | None,
-    typer.Option(
-        envvar="RAG_MCP_SUBJECT", help="Who the client acts for (default: local:<OS user>)."
-    ),
+    typer.Option(help="Who the client acts for (default: local:<OS user>)."),
 ]
 GroupOption = Annotated[
     list[str] | None,
     typer.Option(
         "--group",
-        envvar="RAG_MCP_GROUPS",
         help="Read only what these groups may (repeatable; default: every document).",
     ),
 ]
 ScopeOption = Annotated[
     list[str] | None,
-    typer.Option(
-        "--scope", envvar="RAG_MCP_SCOPES", help="Scopes granted (repeatable; default: all)."
-    ),
+    typer.Option("--scope", help="Scopes granted (repeatable; default: all)."),
 ]
 
 

@@ -75,6 +75,8 @@ def another_value(name: str, current: Any, folder: Path) -> str | None:
         return next((str(choice) for choice in get_args(annotation) if choice != current), None)
     if current is None and bool in get_args(annotation):  # an unset flag: set it
         return "true"
+    if current is None and int in get_args(annotation):  # an unset limit: set one
+        return "100"
     if isinstance(current, bool):
         return str(not current)
     if isinstance(current, int):
