@@ -207,6 +207,10 @@ def stream(
         int,
         typer.Option(help="Prometheus /metrics and the probes /healthz, /readyz; 0 for none."),
     ] = 9464,
+    metrics_host: Annotated[
+        str,
+        typer.Option(help="Address they listen on: 0.0.0.0 in a container Prometheus scrapes."),
+    ] = "127.0.0.1",
 ) -> None:
     """Index change events as they arrive (the warm streaming worker), until interrupted."""
     from rag_core.flows.streaming import StreamingIndexer, serve_probes
@@ -220,7 +224,7 @@ def stream(
         signal.signal(signum, lambda *_: stop.set())
     with StreamingIndexer(settings, recorder) as worker:
         if metrics_port:  # not ready (503) until it consumes, after the catch-up
-            serve_probes(worker.health, metrics_port)
+            serve_probes(worker.health, metrics_port, metrics_host)
         with console.status("Loading the model, catching up with the sources"):
             worker.warm_up()
             caught_up = worker.catch_up()
