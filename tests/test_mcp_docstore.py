@@ -25,24 +25,16 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextResourceContents
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from routes.conftest import Issuer, oidc
+from routes.conftest import SECRET, SECRET_QUESTION, Issuer, index_restricted_corpus, oidc
 from test_traces import add_exporter
 
-from rag_assets.ingest import ingest_sources, local_instance
-from rag_core import services
-from rag_core.adapters.catalog import put_source
 from rag_core.adapters.processes import free_port
-from rag_core.domain.documents import SourceMetadata
-from rag_core.domain.ids import doc_id_for
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 
 DOCSTORE_TOOLS = {"search", "ask", "get_chunk", "get_document", "list_sources"}
 QUERY = "reclaim storage occupied by dead tuples"
 QUESTION = "Which port does the server listen on?"
-SECRET = "BLUEHERON"
-SECRET_QUESTION = "What is the codename of the acquisition?"
-RESTRICTED_KEY = "documents/finance/deal.md"
 ROOM = {"rate_limit_per_minute": 100_000, "rate_limit_burst": 10_000}
 
 
@@ -91,16 +83,9 @@ def restricted_api(
     """A platform of its own holding a document only `finance` may read, the best match for
     `SECRET_QUESTION`, beside a public one; yields the API and the restricted doc id."""
     settings = Settings(home=tmp_path_factory.mktemp("restricted") / "rag")
-    store = services.object_store(settings)
-    put_source(store, RESTRICTED_KEY,
-               f"# Deal\n\nThe codename of the acquisition is {SECRET}; it closes in May.\n"
-               .encode(), SourceMetadata(acl=["finance"]))  # fmt: skip
-    put_source(store, "documents/handbook/lunch.md",
-               b"# Lunch\n\nThe canteen serves lunch from noon; the acquisition of new "
-               b"chairs is handled by facilities.\n")  # fmt: skip
-    ingest_sources(settings, local_instance(settings))
+    restricted = index_restricted_corpus(settings)
     with Api(oidc(settings, issuer).model_copy(update=ROOM)) as api:
-        yield api, doc_id_for(store.uri_for(RESTRICTED_KEY))
+        yield api, restricted
 
 
 @asynccontextmanager

@@ -9,10 +9,18 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from rag_assets.ingest import ingest_sources, local_instance
+from rag_core import services
+from rag_core.adapters.catalog import SourceMetadata, put_source
+from rag_core.domain.ids import doc_id_for
 from rag_core.settings import Settings
 from rag_serving.main import create_app
 
 AUDIENCE = "rag-api"
+# A document only `finance` may read, the best match for SECRET_QUESTION.
+SECRET = "BLUEHERON"
+SECRET_QUESTION = "What is the codename of the acquisition?"
+RESTRICTED_KEY = "documents/finance/deal.md"
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +90,17 @@ def oidc(settings: Settings, issuer: Issuer) -> Settings:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def index_restricted_corpus(settings: Settings) -> str:
+    """The finance-only deal beside a public page that shares its words, indexed; returns
+    the deal's doc id."""
+    store = services.object_store(settings)
+    put_source(store, RESTRICTED_KEY,
+               f"# Deal\n\nThe codename of the acquisition is {SECRET}; it closes in May.\n"
+               .encode(), SourceMetadata(acl=["finance"]))  # fmt: skip
+    put_source(store, "documents/handbook/lunch.md",
+               b"# Lunch\n\nThe canteen serves lunch from noon; the acquisition of new "
+               b"chairs is handled by facilities.\n")  # fmt: skip
+    ingest_sources(settings, local_instance(settings))
+    return doc_id_for(store.uri_for(RESTRICTED_KEY))

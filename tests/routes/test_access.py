@@ -9,30 +9,26 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
-from rag_core.adapters.catalog import put_source
-from rag_core.domain.documents import SourceMetadata
 from rag_core.domain.ids import doc_id_for
 from rag_core.settings import Settings
 from rag_serving.main import create_app
-from routes.conftest import Issuer, bearer, oidc
+from routes.conftest import (
+    RESTRICTED_KEY,
+    SECRET,
+    SECRET_QUESTION,
+    Issuer,
+    bearer,
+    index_restricted_corpus,
+    oidc,
+)
 
-SECRET = "BLUEHERON"
-QUESTION = "What is the codename of the acquisition?"
-RESTRICTED_KEY = "documents/finance/deal.md"
+QUESTION = SECRET_QUESTION
 
 
 @pytest.fixture
 def api(rag_home: Settings, issuer: Issuer) -> Iterator[TestClient]:
-    store = services.object_store(rag_home)
-    put_source(store, RESTRICTED_KEY,
-               f"# Deal\n\nThe codename of the acquisition is {SECRET}; it closes in May.\n"
-               .encode(), SourceMetadata(acl=["finance"]))  # fmt: skip
-    put_source(store, "documents/handbook/lunch.md",
-               b"# Lunch\n\nThe canteen serves lunch from noon; the acquisition of new "
-               b"chairs is handled by facilities.\n")  # fmt: skip
-    ingest_sources(rag_home, local_instance(rag_home))
+    index_restricted_corpus(rag_home)
     with TestClient(create_app(oidc(rag_home, issuer))) as client:
         yield client
 
