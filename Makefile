@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 
-.PHONY: venv run test test-fast lint lint-infra format bench dashboards constraints clean
+.PHONY: venv run test test-fast lint lint-infra format bench dashboards screenshots constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard packaging/en_core_web_sm/*.toml packaging/en_core_web_sm/*/*.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -95,6 +95,9 @@ bench: venv
 
 dashboards: venv  ## regenerate dashboards/ (rules, alerts, Grafana) from dashboards/slos.yaml
 	$(BIN)/python -m rag_ops
+
+screenshots: venv  ## refresh docs/screenshots (Dagster UI and API docs; needs Debian's chromium)
+	$(BIN)/python scripts/ui_screenshots.py
 
 constraints: venv
 	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(en_core_web_sm|unstructured-inference)[= @]' | sed 's/+cpu$$//'; } > constraints.new

@@ -35,9 +35,9 @@ from pathlib import Path
 import httpx
 from harness import QUICK_CORPUS, SAMPLE, arguments, console, finish, table, temp_dir
 
-from rag_core.adapters.processes import ChildServer, free_port
 from rag_core.domain.stats import percentile
 from rag_core.settings import Settings
+from rag_serving.local_api import LocalApiServer
 
 CLIENTS = (1, 8, 32, 64)
 BACKOFF_SECONDS = 0.1
@@ -84,27 +84,15 @@ WORKLOADS: dict[str, Callable[[int], Request]] = {
 }
 
 
-class ApiServer(ChildServer):
-    name = "API"
-    start_timeout = 180.0
-
+class ApiServer(LocalApiServer):
     def __init__(self, home: Path, overrides: dict[str, str], source: Path | None):
-        self.url = f"http://127.0.0.1:{free_port()}"
-        env = {"RAG_HOME": str(home), **NO_RATE_LIMIT, **overrides}
-        if source:
-            env["PYTHONPATH"] = str(source)
-        # -P: the working directory is not put first on sys.path, so PYTHONPATH decides.
-        command = [sys.executable, "-P", "-m", "uvicorn", "--factory",
-                   "rag_serving.main:create_app", "--host", "127.0.0.1",
-                   "--port", self.url.rsplit(":", 1)[1],
-                   "--log-level", "warning", "--no-access-log"]  # fmt: skip
-        super().__init__(command, env=env, log_path=home.parent / "api.log")
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        env = {**NO_RATE_LIMIT, **overrides} | ({"PYTHONPATH": str(source)} if source else {})
+        super().__init__(
+            home,
+            log_path=home.parent / "api.log",
+            env=env,
+            uvicorn_args=["--log-level", "warning", "--no-access-log"],
+        )
 
     def memory_mb(self, field_name: str) -> float:
         """VmRSS (resident now) or VmHWM (peak resident) of the server process, in MB."""

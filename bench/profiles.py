@@ -36,7 +36,7 @@ from rag_core import services
 from rag_core.adapters.llm.server import LocalLLMServer
 from rag_core.adapters.llm.weights import assemble_local_model
 from rag_core.adapters.processes import free_port
-from rag_core.domain.context import fit_to_budget
+from rag_core.domain.context import model_context
 from rag_core.domain.prompting import prompt_messages
 from rag_core.domain.schemas import QueryRequest, QueryResponse
 from rag_core.domain.stats import percentile
@@ -120,11 +120,12 @@ def hosted_tokens(
     retriever = services.retriever(settings)
     prompts = []
     for question in questions:
-        hits = retriever.search(question, settings.query_top_k)
-        if settings.context_budget_tokens is not None:
-            hits = fit_to_budget(
-                question, hits, settings.context_budget_tokens, retriever.embedder.relevance
-            )
+        hits = model_context(
+            question,
+            retriever.search(question, settings.query_top_k),
+            settings.context_budget_tokens,
+            retriever.embedder.relevance,
+        )
         messages = prompt_messages(question, hits)
         prompts.append(
             sum(len(encoding.encode(m["content"])) + TOKENS_PER_MESSAGE for m in messages)

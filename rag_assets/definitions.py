@@ -1,10 +1,15 @@
-"""The code location: every domain's definitions merged, with the environment's resources.
+"""The code location: every domain's definitions merged, with the environment's resources,
+for local use (`ragctl dev`, workspace.yaml, tests). Production splits the domains into two
+code locations (`rag_assets.locations`), so that erasure's runs execute apart, with the one
+role allowed to delete object versions.
 
 Built once. A job run in process (`run_in_process`) gets the caller's settings as its `rag`
 resource instead of the environment's.
 """
 
 import warnings
+from collections.abc import Callable, Collection
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -24,25 +29,45 @@ warnings.filterwarnings(
 )
 
 
-def build_defs(rag: RagResource) -> dg.Definitions:
-    """The code location on `rag`. The erasure asset gets its lineage from the location's own
-    assets, read when a run first needs it: by then every asset is in."""
+class Location(StrEnum):
+    """The production code locations, each serving its own domains."""
+
+    INDEXING = "indexing"  # documents, evaluation, events, warehouse
+    GOVERNANCE = "governance"  # erasure: the `rtbf` job
+
+
+def _domains(
+    location: Location, settings: Settings, lineage: Callable[[], tuple[Stage, ...]]
+) -> list[dg.Definitions]:
+    """What one production location serves; erasure gets `lineage` as a resource."""
+    if location is Location.INDEXING:
+        return [
+            documents.defs,
+            evaluation.defs,
+            events.events_defs(settings),
+            warehouse.warehouse_defs(settings),
+        ]
+    return [
+        erasure.defs,
+        dg.Definitions(
+            resources={erasure.LINEAGE: dg.ResourceDefinition.hardcoded_resource(lineage)}
+        ),
+    ]
+
+
+def build_defs(rag: RagResource, serving: Collection[Location] = tuple(Location)) -> dg.Definitions:
+    """The code location on `rag` serving the domains of `serving` (all of them by default).
+    Erasure's lineage comes from every domain's assets, served here or not, read when a run
+    first needs it: by then every asset is in."""
 
     def lineage() -> tuple[Stage, ...]:
-        return erasure.lineage_stages(location.resolve_all_asset_specs())
+        everything = location if set(serving) == set(Location) else build_defs(rag)
+        return erasure.lineage_stages(everything.resolve_all_asset_specs())
 
+    settings = rag.settings()
     location = dg.Definitions.merge(
-        documents.defs,
-        erasure.defs,
-        evaluation.defs,
-        events.events_defs(rag.settings()),
-        warehouse.warehouse_defs(rag.settings()),
-        dg.Definitions(
-            resources={
-                "rag": rag,
-                erasure.LINEAGE: dg.ResourceDefinition.hardcoded_resource(lineage),
-            }
-        ),
+        *(defs for served in serving for defs in _domains(served, settings, lineage)),
+        dg.Definitions(resources={"rag": rag}),
     )
     return location
 

@@ -173,7 +173,14 @@ class Settings(BaseSettings):
     )
     kafka_client_config: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra librdkafka settings, e.g. security.protocol and sasl.* for MSK.",
+        description="Extra librdkafka settings, e.g. security.protocol and sasl.* (MSK with "
+        "IAM: `kafka_auth`).",
+    )
+    kafka_auth: Literal["none", "msk-iam"] = Field(
+        default="none",
+        description="`msk-iam` signs in to Amazon MSK with the process's AWS credentials: "
+        "SASL/OAUTHBEARER over TLS, with tokens signed for the region `s3_region` names. "
+        "`none`: as `kafka_client_config` says.",
     )
     kafka_topic_prefix: str = Field(default="rag", description="Prefix of the platform's topics.")
     kafka_group_id: str = Field(default="rag-indexer", description="Streaming worker's group.")
@@ -207,6 +214,17 @@ class Settings(BaseSettings):
     )
     oidc_issuer: str = Field(default="", description="Issuer URL (discovery document base).")
     oidc_audience: str = Field(default="", description="Audience the tokens must carry.")
+    oidc_audience_claim: str = Field(
+        default="aud",
+        description="Claim that must name `oidc_audience`: `aud`, or `client_id` for Cognito "
+        "access tokens, which carry no `aud` and name their app client there.",
+    )
+    oidc_scope_prefix: str = Field(
+        default="",
+        description="Prefix of the API's scopes in tokens, e.g. a Cognito resource server's "
+        "identifier and a slash (`https://rag.example.com/`): scopes with it are read without "
+        "it and scopes without it are ignored. Empty: scopes are read as they are.",
+    )
     oidc_scope_claims: list[str] = Field(
         default=["scope", "scp"],
         description="Claim paths holding scopes (a space-separated string or a list); dotted "
@@ -236,6 +254,14 @@ class Settings(BaseSettings):
     snowflake_account: str = ""
     snowflake_user: str = ""
     snowflake_password: SecretStr = SecretStr("")
+    snowflake_private_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="The user's private key, PEM, to sign in with a key pair instead of a "
+        "password (an aws-sm:// reference can name it).",
+    )
+    snowflake_private_key_passphrase: SecretStr = Field(
+        default=SecretStr(""), description="Passphrase of an encrypted `snowflake_private_key`."
+    )
     snowflake_database: str = "RAG"
     snowflake_schema: str = "PUBLIC"
     snowflake_warehouse: str = ""
@@ -321,6 +347,13 @@ class Settings(BaseSettings):
             raise ValueError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_SIZE")
         if self.auth_mode == "oidc" and not (self.oidc_issuer and self.oidc_audience):
             raise ValueError("RAG_AUTH_MODE=oidc needs RAG_OIDC_ISSUER and RAG_OIDC_AUDIENCE")
+        if self.snowflake_password.get_secret_value() and (
+            self.snowflake_private_key.get_secret_value()
+        ):
+            raise ValueError(
+                "RAG_SNOWFLAKE_PASSWORD and RAG_SNOWFLAKE_PRIVATE_KEY are both set: sign in "
+                "with one of them"
+            )
         if PROFILES[self.profile].hosted and not (
             self.llm_base_url and "llm_api_key" in self.model_fields_set
         ):

@@ -7,6 +7,11 @@ rotation). Fetches are at least `oidc_jwks_refetch_seconds` apart, so unauthenti
 with made-up key ids cannot make us hammer the issuer, and while the issuer is unreachable the
 cached keys go on serving. Only asymmetric algorithms are accepted, so neither `alg: none` nor
 an HMAC token keyed with the public key gets through.
+
+The audience is read from `oidc_audience_claim` (`aud`; Cognito access tokens name their app
+client in `client_id` instead), and with `oidc_scope_prefix` set only the scopes carrying
+that prefix count, read without it (Cognito prefixes each scope with its resource server's
+identifier): a scope another resource server of the same issuer grants never passes for ours.
 """
 
 import logging
@@ -54,6 +59,13 @@ def _claim(claims: dict[str, Any], path: str) -> Any:
     return value
 
 
+def _unprefixed(scopes: set[str], prefix: str) -> set[str]:
+    """The scopes carrying `prefix`, without it; all of them when there is no prefix."""
+    if not prefix:
+        return scopes
+    return {scope.removeprefix(prefix) for scope in scopes if scope.startswith(prefix)}
+
+
 def _strings(value: Any) -> set[str]:
     if isinstance(value, str):
         return set(value.split())
@@ -75,13 +87,14 @@ class OIDCVerifier:
         self._keys: KeySet | None = None
         self._fetched_at = self._attempted_at = -math.inf
         self._lock = threading.Lock()
-        self._claims = jwt.JWTClaimsRegistry(
-            leeway=30,
-            iss={"essential": True, "value": settings.oidc_issuer},
-            aud={"essential": True, "value": settings.oidc_audience},
-            exp={"essential": True},
-            sub={"essential": True},
-        )
+        required: dict[str, jwt.ClaimsOption] = {
+            "iss": {"essential": True, "value": settings.oidc_issuer},
+            settings.oidc_audience_claim: {"essential": True, "value": settings.oidc_audience},
+            "exp": {"essential": True},
+            "sub": {"essential": True},
+        }
+        # `now` named, so that no claim option can stand for it.
+        self._claims = jwt.JWTClaimsRegistry(now=None, leeway=30, **required)
 
     def _get_json(self, url: str) -> Any:
         response = self._client.get(url)
@@ -139,6 +152,7 @@ class OIDCVerifier:
         scopes: set[str] = set()
         for path in self.settings.oidc_scope_claims:
             scopes |= _strings(_claim(claims, path))
+        scopes = _unprefixed(scopes, self.settings.oidc_scope_prefix)
         groups = _strings(_claim(claims, self.settings.oidc_groups_claim))
         return Principal(subject=claims["sub"], scopes=frozenset(scopes), groups=frozenset(groups))
 

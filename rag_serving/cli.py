@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from typer.core import TyperGroup
 
+import rag_core
 from rag_core.adapters.processes import (
     Child,
     ChildExited,
@@ -91,6 +92,25 @@ app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(documents_app, name="documents")
 app.add_typer(eval_app, name="eval")
 app.add_typer(mcp_app, name="mcp")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"ragctl {rag_core.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Operate the RAG platform."""
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (REST API shapes).")]
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)]

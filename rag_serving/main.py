@@ -13,6 +13,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+import rag_core
 from rag_core import services
 from rag_core.settings import Settings, get_settings
 from rag_serving.admission import limit_admission
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="RAG platform",
         summary="Search and cited answers over a governed knowledge index.",
-        version="0.1.0",
+        version=rag_core.__version__,
         lifespan=lifespan,
         docs_url=None,  # served by serve_docs_offline, with local assets
         redoc_url=None,

@@ -1,23 +1,29 @@
-"""Screenshots of the Dagster UI pages a person operates the platform from, taken with
-headless Chromium on a temporary platform built as `make run` builds one: the sample corpus
-ingested in a run, the warehouse's models built and their rows announced in runs (`ragctl
-warehouse build`, then `ragctl dev` starting), then one change streamed through the warm
-worker (runless materializations, with the index checks), and the nightly evaluation of the
-last two days (extractive answers), so its events page plots two points.
+"""Screenshots of the Dagster UI pages a person operates the platform from, and of the API's
+docs, taken with headless Chromium on a temporary platform built as `make run` builds one: the
+sample corpus ingested in a run, the warehouse's models built and their rows announced in
+runs (`ragctl warehouse build`, then `ragctl dev` starting), then one change streamed through
+the warm worker (runless materializations, with the index checks), and the nightly evaluation
+of the last two days (extractive answers), so its events page plots two points. The API then serves
+the same home for its `/docs` and `/redoc` pages.
 
-    .venv/bin/python scripts/ui_screenshots.py [OUT_DIR]     # default .rag/screenshots
+    make screenshots    # or: .venv/bin/python scripts/ui_screenshots.py [OUT_DIR]
 
-Needs the `chromium` binary (Debian: `apt-get install chromium`). Everything runs on
+OUT_DIR defaults to docs/screenshots, where the guides link them.
+
+Needs the `chromium` binary (Debian: `apt-get install chromium`), which Playwright (a dev
+dependency) drives: no browser is downloaded. Everything runs on
 loopback in a temporary folder, removed at the end; only the PNGs stay.
 """
 
 import argparse
 import os
 import shutil
-import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from playwright.sync_api import ViewportSize, sync_playwright
 
 from rag_assets.definitions import run_in_process
 from rag_assets.evaluation import JOB_NAME as EVALUATION_JOB
@@ -34,28 +40,47 @@ from rag_core.flows.streaming import StreamingIndexer
 from rag_core.flows.sync import sync_object_store
 from rag_core.settings import Settings, get_settings
 from rag_core.sources.warehouse_sample import load_sample
+from rag_serving.local_api import LocalApiServer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = REPO / "sample_corpus"
 STREAMED_SOURCE = "documents/handbook/visitor-parking.md"
 STREAMED_TEXT = b"# Visitor parking\n\nVisitors park in the blue garage on level three.\n"
-WINDOW = "1600,1000"
-# Milliseconds of page time Chromium grants the UI to load its data before the screenshot.
-PAGE_TIME_BUDGET_MS = 20000
+VIEWPORT: ViewportSize = {"width": 1600, "height": 1000}
+# No network here but loopback: nothing of Chromium's own may reach out.
+CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--no-sandbox"]  # fmt: skip
+# Milliseconds the UI gets to draw once its requests have settled.
+SETTLE_MS = 1500
 
 
-def pages(streamed_partition: str) -> dict[str, str]:
-    """File name → path in the UI: the pages a person looks at first, on the streamed
+@dataclass(frozen=True)
+class Page:
+    path: str
+    click: str | None = None  # the name of a button to press first (a view toggle)
+
+
+API_PAGES = {"api-docs": Page("docs"), "api-redoc": Page("redoc")}
+
+
+def dagster_pages(streamed_partition: str) -> dict[str, Page]:
+    """File name → page of the UI: the pages a person looks at first, on the streamed
     version's partition and an index check it was checked by."""
     return {
-        "index-partitions": f"assets/index?view=partitions&partition={streamed_partition}",
-        "index-checks": "assets/index?view=checks&checkDetail=rows_match_live_chunks",
-        "warehouse-model": "assets/support_ticket_documents",
-        "warehouse-row-events": "assets/warehouse_row_events",
-        "index-partition-metadata": f"assets/index?view=events&partition={streamed_partition}",
-        "runs": "runs",
-        "evaluation-events": "assets/evaluation?view=events",
-        "evaluation-checks": "assets/evaluation?view=checks",
+        "asset-graph": Page(
+            f"locations/__repository__@{CODE_LOCATION_MODULE}/asset-groups/documents"
+        ),
+        "evaluation-plots": Page("assets/evaluation", click="Plots"),
+        "index-partitions": Page(f"assets/index?view=partitions&partition={streamed_partition}"),
+        "index-checks": Page("assets/index?view=checks&checkDetail=rows_match_live_chunks"),
+        "warehouse-model": Page("assets/support_ticket_documents"),
+        "warehouse-row-events": Page("assets/warehouse_row_events"),
+        "index-partition-metadata": Page(
+            f"assets/index?view=events&partition={streamed_partition}"
+        ),
+        "runs": Page("runs"),
+        "evaluation-events": Page("assets/evaluation?view=events"),
+        "evaluation-checks": Page("assets/evaluation?view=checks"),
     }
 
 
@@ -96,18 +121,27 @@ def stream_one_change(settings: Settings, orchestrator: InProcessOrchestrator) -
     return outcome.indexed[0].partition_key
 
 
-def screenshot(chromium: str, url: str, path: Path, profile: Path) -> None:
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--user-data-dir={profile}", f"--window-size={WINDOW}",
-         f"--virtual-time-budget={PAGE_TIME_BUDGET_MS}", f"--screenshot={path}", url],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+def take(chromium: str, sites: list[tuple[str, dict[str, Page]]], out_dir: Path) -> None:
+    """Each page of each site (base URL, pages) in Debian's Chromium, driven by Playwright."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport=VIEWPORT)
+        for base_url, pages in sites:
+            for name, page in pages.items():
+                url = f"{base_url}/{page.path}"
+                tab.goto(url, wait_until="networkidle")
+                if page.click:
+                    tab.get_by_role("button", name=page.click, exact=True).click()
+                    tab.wait_for_load_state("networkidle")
+                tab.wait_for_timeout(SETTLE_MS)
+                tab.screenshot(path=out_dir / f"{name}.png")
+                print(f"{out_dir / name}.png  ({url})", flush=True)
+        browser.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", nargs="?", type=Path, default=Path(".rag/screenshots"))
+    parser.add_argument("out_dir", nargs="?", type=Path, default=REPO / "docs" / "screenshots")
     out_dir: Path = parser.parse_args().out_dir
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -124,15 +158,18 @@ def main() -> None:
             get_settings.cache_clear()
             settings = get_settings()
             streamed_partition = build_platform(settings)
-            log = Path(scratch) / "webserver.log"
-            print("starting the Dagster webserver", flush=True)
-            with LocalDagsterWebserver(
-                settings, code_location=CODE_LOCATION_MODULE, probe_job=INDEXING_JOB, log_path=log
-            ) as webserver:
-                for name, page in pages(streamed_partition).items():
-                    path = out_dir / f"{name}.png"
-                    screenshot(chromium, f"{webserver.url}/{page}", path, Path(scratch) / "chrome")
-                    print(f"{path}  ({webserver.url}/{page})", flush=True)
+            print("starting the Dagster webserver and the API", flush=True)
+            with (
+                LocalDagsterWebserver(
+                    settings,
+                    code_location=CODE_LOCATION_MODULE,
+                    probe_jobs=[INDEXING_JOB],
+                    log_path=Path(scratch) / "webserver.log",
+                ) as webserver,
+                LocalApiServer(home, log_path=Path(scratch) / "api.log") as api,
+            ):
+                sites = [(webserver.url, dagster_pages(streamed_partition)), (api.url, API_PAGES)]
+                take(chromium, sites, out_dir)
 
 
 if __name__ == "__main__":

@@ -7,19 +7,21 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from rag_core import services
-from rag_core.adapters.processes import ChildServer, free_port
+from rag_core.adapters.processes import free_port
 from rag_core.domain.layout import Artifact
 from rag_core.settings import Settings, get_settings
 from rag_serving.cli import app
 from rag_serving.cli_api import announcing_api
+from rag_serving.local_api import LocalApiServer
+from rag_serving.main import create_app
 
 from conftest import PORT_DOCUMENT, PORT_QUESTION
 
@@ -36,6 +38,13 @@ CLI_REPORTING_MODULES = (
 )
 
 
+def test_ragctl_and_the_api_report_the_version_pyproject_declares() -> None:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert runner.invoke(app, ["--version"]).stdout.strip() == f"ragctl {declared}"
+    assert create_app().version == declared
+
+
 def test_importing_the_cli_loads_no_model_index_or_parser() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, rag_serving.cli; "
@@ -45,29 +54,12 @@ def test_importing_the_cli_loads_no_model_index_or_parser() -> None:
     assert loaded.strip() == "[]"
 
 
-class Api(ChildServer):
-    """The API (`uvicorn`, as `ragctl serve` runs it) on a loopback port."""
-
-    name = "the API"
-    start_timeout = 300.0
-
-    def __init__(self, settings: Settings, log_path: Path):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "uvicorn", "--factory", "rag_serving.main:create_app",
-                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-        super().__init__(command, env={"RAG_HOME": str(settings.home)}, log_path=log_path)
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/livez", timeout=1).is_success
-        except httpx.HTTPError:
-            return False
-
-
 @pytest.fixture(scope="module")
-def api(sample_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    with Api(sample_index, tmp_path_factory.mktemp("api") / "api.log") as server:
+def api(
+    sample_index: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalApiServer]:
+    log_path = tmp_path_factory.mktemp("api") / "api.log"
+    with LocalApiServer(sample_index.home, log_path=log_path) as server:
         yield server
 
 
@@ -79,7 +71,7 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def _cli_through(
-    api: Api, settings: Settings, *args: str, announced: bool = False, status: int = 0
+    api: LocalApiServer, settings: Settings, *args: str, announced: bool = False, status: int = 0
 ) -> tuple[str, list[str]]:
     """`ragctl ARGS` in a fresh process sent to the API (named by RAG_CLI_USE_API and
     RAG_API_URL, or `announced` as `ragctl dev` does): its stdout, and which of HEAVY it
@@ -107,7 +99,10 @@ def _in_process(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str)
 
 
 def test_search_through_the_api_finds_the_same_hits_without_the_model(
-    api: Api, sample_index: Settings, wide: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    api: LocalApiServer,
+    sample_index: Settings,
+    wide: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     through_api, loaded = _cli_through(api, sample_index, "search", PORT_QUESTION, "--json")
     assert loaded == []
@@ -122,7 +117,10 @@ def test_search_through_the_api_finds_the_same_hits_without_the_model(
 
 
 def test_ask_through_the_api_prints_the_same_answer(
-    api: Api, sample_index: Settings, wide: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    api: LocalApiServer,
+    sample_index: Settings,
+    wide: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     answer, loaded = _cli_through(api, sample_index, "ask", PORT_QUESTION)
     assert loaded == []
@@ -131,7 +129,10 @@ def test_ask_through_the_api_prints_the_same_answer(
 
 
 def test_status_through_the_api_prints_the_same_counts_without_the_index(
-    api: Api, sample_index: Settings, wide: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    api: LocalApiServer,
+    sample_index: Settings,
+    wide: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     through_api, loaded = _cli_through(api, sample_index, "status", "--json")
     assert loaded == []
@@ -147,7 +148,10 @@ def test_status_through_the_api_prints_the_same_counts_without_the_index(
 
 
 def test_documents_ask_the_api_dev_announces_for_the_same_home(
-    api: Api, sample_index: Settings, wide: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    api: LocalApiServer,
+    sample_index: Settings,
+    wide: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with announcing_api(sample_index, api.url):
         found, loaded = _cli_through(

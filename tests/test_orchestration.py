@@ -70,7 +70,7 @@ def webserver(rag_home: Settings, tmp_path: Path) -> Iterator[LocalDagsterWebser
     with LocalDagsterWebserver(
         rag_home,
         code_location=CODE_LOCATION_MODULE,
-        probe_job=ERASURE_JOB,
+        probe_jobs=[ERASURE_JOB],
         log_path=tmp_path / "webserver.log",
     ) as server:
         yield server

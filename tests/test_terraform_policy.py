@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # AWS defines ecr:GetAuthorizationToken on no resource; "*" is the only form it accepts.
@@ -209,3 +210,45 @@ def test_the_api_cannot_write_the_index(plan: dict[str, Any]) -> None:
     assert allows(statements, "s3:GetObject", index_object)
     # The worker is who writes it.
     assert allows(role_statements(plan)["rag-dev-worker"], "s3:PutObject", index_object)
+
+
+def task_roles(plan: dict[str, Any]) -> dict[str, str]:
+    """The task role of each ECS task definition, by family."""
+    return {
+        task["values"]["family"]: task["values"]["task_role_arn"].rpartition(":role/")[2]
+        for task in resources(plan, "aws_ecs_task_definition")
+    }
+
+
+def service_connect_names(plan: dict[str, Any]) -> dict[tuple[str, int], str]:
+    """The ECS service answering at each Service Connect name and port."""
+    return {
+        (alias["dns_name"], alias["port"]): service["values"]["name"]
+        for service in resources(plan, "aws_ecs_service")
+        for connect in service["values"]["service_connect_configuration"]
+        for offered in connect["service"]
+        for alias in offered["client_alias"]
+    }
+
+
+def test_erasure_runs_in_its_own_code_location_with_the_erasure_role(
+    plan: dict[str, Any],
+) -> None:
+    """Dagster runs each run in its code location's container: the location serving `rtbf`
+    (docker/dagster-workspace.yaml's `rag-governance`) runs with the erasure role, and the
+    indexing location with a role that cannot delete object versions."""
+    workspace = yaml.safe_load((ROOT / "docker" / "dagster-workspace.yaml").read_text())
+    servers = [entry["grpc_server"] for entry in workspace["load_from"]]
+    services = service_connect_names(plan)
+    # Each service runs the task definition of its name (terraform/modules/compute).
+    location_roles = {
+        server["location_name"]: task_roles(plan)[services[server["host"], server["port"]]]
+        for server in servers
+    }
+    assert location_roles == {"rag": "rag-dev-dagster-code", "rag-governance": "rag-dev-erasure"}
+    documents = bucket_arn(plan, "-documents") + "/documents/handbook.pdf"
+    statements = role_statements(plan)
+    assert allows(statements["rag-dev-erasure"], "s3:DeleteObjectVersion", documents)
+    assert not allows(statements["rag-dev-dagster-code"], "s3:DeleteObjectVersion", documents)
+    # The one-off erasure task stays, as the fallback, with the same role.
+    assert task_roles(plan)["rag-dev-erasure"] == "rag-dev-erasure"

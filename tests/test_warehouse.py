@@ -2,18 +2,39 @@
 warehouse source's `sync_document` mirrors rows into the object store. DuckDB for most tests,
 fakesnow's Snowflake server for the Snowflake path, all in a temporary RAG_HOME."""
 
+import base64
+import gzip
+import hashlib
+import http.client
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
-from pydantic import SecretStr
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+from pydantic import SecretStr, ValidationError
+from snowflake.connector.errors import DatabaseError
 
 from rag_assets import warehouse as warehouse_assets
 from rag_assets.resources import RagResource
@@ -253,6 +274,174 @@ def test_snowflake_target_renders_the_same_documents(
 
         rebuild_after(snowflake, "DELETE FROM raw.support_tickets WHERE ticket_id = ?", "TCK-1012")
         assert [(c.op, c.row_key) for c in cdc.row_changes(snowflake)] == [("delete", "TCK-1012")]
+
+
+def private_key_pem(key: PrivateKeyTypes, passphrase: bytes = b"") -> str:
+    encryption = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption).decode()
+
+
+def key_fingerprint(key: RSAPublicKey) -> str:
+    """How Snowflake names a registered public key: SHA256 of its DER, base64."""
+    der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+# What Snowflake answers a login whose JWT does not verify.
+JWT_REFUSAL = {
+    "success": False,
+    "code": "390144",
+    "message": "JWT token is invalid.",
+    "data": {"authnMethod": "KEYPAIR_JWT"},
+}
+
+
+class KeyPairGate:
+    """Snowflake's key-pair check in front of fakesnow (which signs anyone in): a login must
+    carry a JWT signed by the user's registered key (RS256, `iss` naming the account, user
+    and key fingerprint); everything else is passed on. `logins` records who got in."""
+
+    def __init__(self, upstream_port: int, account: str, user: str, key: RSAPublicKey) -> None:
+        self.logins: list[str] = []
+        pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        public_key = RSAKey.import_key(pem)
+        subject = f"{account}.{user}".upper()
+        claims = jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": f"{subject}.{key_fingerprint(key)}"},
+            sub={"essential": True, "value": subject},
+            exp={"essential": True},
+        )
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path.startswith("/session/v1/login-request") and not self._admitted(body):
+                    return self._reply(200, json.dumps(JWT_REFUSAL).encode())
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream.request("POST", self.path, body, headers)
+                answer = upstream.getresponse()
+                reply = answer.read()
+                upstream.close()
+                self._reply(answer.status, reply, answer.getheader("content-type"))
+
+            def _admitted(self, body: bytes) -> bool:
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                data = json.loads(body)["data"]
+                try:
+                    token = jwt.decode(data["TOKEN"], public_key, algorithms=["RS256"])
+                    claims.validate(token.claims)
+                except (KeyError, JoseError, ValueError):
+                    return False
+                gate.logins.append(f"{data['AUTHENTICATOR']} {token.claims['sub']}")
+                return True
+
+            def _reply(self, status: int, body: bytes, kind: str | None = None) -> None:
+                self.send_response(status)
+                self.send_header("content-type", kind or "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def snowflake_key() -> RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def key_pair_settings(home: Path, port: int, key: RSAPrivateKey, passphrase: bytes) -> Settings:
+    return Settings(
+        home=home,
+        warehouse_target="snowflake",
+        snowflake_account="fakesnow",
+        snowflake_user="rag_sync",
+        snowflake_private_key=SecretStr(private_key_pem(key, passphrase)),
+        snowflake_private_key_passphrase=SecretStr(passphrase.decode()),
+        snowflake_host="127.0.0.1",
+        snowflake_port=port,
+        snowflake_protocol="http",
+    )
+
+
+@pytest.mark.slow
+def test_snowflake_signs_in_with_a_key_pair(
+    rag_home: Settings, snowflake_key: RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection and dbt both sign in with the key (opened with its passphrase): the
+    gate admits only logins signed by it, and refuses another key."""
+    monkeypatch.setitem(connection.SNOWFLAKE_CONNECT_OPTIONS, "login_timeout", 10)
+    monkeypatch.setitem(connection.SNOWFLAKE_CONNECT_OPTIONS, "network_timeout", 30)
+    with FakeSnowflake() as server:
+        gate = KeyPairGate(server.port, "fakesnow", "rag_sync", snowflake_key.public_key())
+        try:
+            settings = key_pair_settings(rag_home.home, gate.port, snowflake_key, b"open sesame")
+            assert load_sample(settings) == len(TICKETS)
+            build_models(settings)  # dbt, through profiles.yml
+            assert sorted(rendered_rows(settings, TABLE)) == TICKETS
+            assert gate.logins and set(gate.logins) == {"SNOWFLAKE_JWT FAKESNOW.RAG_SYNC"}
+
+            another_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            impostor = key_pair_settings(rag_home.home, gate.port, another_key, b"")
+            with pytest.raises(DatabaseError, match="JWT token is invalid"):
+                sql(impostor, "SELECT 1")
+        finally:
+            gate.stop()
+
+
+@pytest.mark.parametrize(
+    ("key", "passphrase", "reason"),
+    [
+        ("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----", "",
+         "cannot be read: Could not deserialize key data"),
+        ("not-a-key-3f9a", "", "cannot be read: Unable to load PEM file"),
+        ("encrypted", "", "cannot be read: Password was not given but private key is encrypted"),
+        ("encrypted", "wrong", "cannot be read: Incorrect password, could not decrypt key"),
+        ("ec", "", "is not an RSA key, which Snowflake needs"),
+    ],
+)  # fmt: skip
+def test_an_unreadable_private_key_is_a_clear_warehouse_error(
+    tmp_path: Path, snowflake_key: RSAPrivateKey, key: str, passphrase: str, reason: str
+) -> None:
+    pem = {
+        "encrypted": private_key_pem(snowflake_key, b"right"),
+        "ec": private_key_pem(ec.generate_private_key(ec.SECP256R1())),
+    }.get(key, key)
+    settings = key_pair_settings(tmp_path, free_port(), snowflake_key, b"").model_copy(
+        update={
+            "snowflake_private_key": SecretStr(pem),
+            "snowflake_private_key_passphrase": SecretStr(passphrase),
+        }
+    )
+    for attempt in (lambda: sql(settings, "SELECT 1"), lambda: build_models(settings)):
+        with pytest.raises(connection.WarehouseError) as refused:
+            attempt()
+        assert str(refused.value).startswith("RAG_SNOWFLAKE_PRIVATE_KEY ")
+        assert reason in str(refused.value)
+        secret = [line for line in pem.splitlines() if "-----" not in line]
+        assert not any(line in str(refused.value) for line in secret)
+
+
+def test_a_password_and_a_private_key_together_are_refused(tmp_path: Path) -> None:
+    both = "RAG_SNOWFLAKE_PASSWORD and RAG_SNOWFLAKE_PRIVATE_KEY are both set"
+    with pytest.raises(ValidationError, match=both):
+        Settings(
+            home=tmp_path,
+            snowflake_password=SecretStr("snow"),
+            snowflake_private_key=SecretStr("-----BEGIN PRIVATE KEY-----"),
+        )
 
 
 PUBLISHED: list[TableRowChange] = []

@@ -4,10 +4,14 @@ Producers are idempotent and wait for every acknowledgement; consumers never aut
 offsets are committed only after the work for the events is done. Every message carries the
 trace context it was sent in (W3C `traceparent` headers), so the work on an event continues
 the producer's trace.
+
+With `kafka_auth=msk-iam` the clients sign in to Amazon MSK with the process's AWS
+credentials (SASL/OAUTHBEARER): librdkafka asks `oauth_cb` for a token, which a map of
+strings such as `kafka_client_config` cannot carry.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -77,11 +81,36 @@ def messaging_attributes(operation: str, topic: str, count: int) -> dict[str, At
     }
 
 
+def msk_iam_token_callback(region: str) -> Callable[[str], tuple[str, float]]:
+    """librdkafka's `oauth_cb` for MSK IAM. Each call signs a fresh token (a presigned
+    `kafka-cluster:Connect` request, base64url-encoded) with the AWS credentials the process
+    has, and returns it with its expiry in seconds since the epoch. confluent-kafka calls it
+    on its background thread when a client starts and before the token expires."""
+    from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+    def token(_oauthbearer_config: str) -> tuple[str, float]:
+        value, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+        return value, expiry_ms / 1000
+
+    return token
+
+
+def authentication_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka settings `kafka_auth` stands for."""
+    if settings.kafka_auth == "msk-iam":
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "OAUTHBEARER",
+            "oauth_cb": msk_iam_token_callback(settings.s3_region),
+        }
+    return {}
+
+
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     # librdkafka writes to stderr itself; notices and worse only (not a closing producer's
     # "Purging 1 unserved events").
     defaults = {"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 5}
-    return defaults | settings.kafka_client_config | overrides
+    return defaults | settings.kafka_client_config | authentication_config(settings) | overrides
 
 
 def ensure_topics(settings: Settings) -> None:

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,8 +169,9 @@ class SeaweedS3(ChildServer):
 
 
 class LocalDagsterWebserver(ChildServer):
-    """`dagster-webserver` serving a code location on loopback for a RAG home; ready once the
-    location has loaded, that is once it lists `probe_job`."""
+    """`dagster-webserver` on loopback for a RAG home, serving one code location module or a
+    workspace file; ready once its locations have loaded, that is once each of `probe_jobs`
+    is found."""
 
     name = "dagster-webserver"
     start_timeout = 300.0
@@ -179,23 +180,28 @@ class LocalDagsterWebserver(ChildServer):
         self,
         settings: Settings,
         *,
-        code_location: str,
-        probe_job: str,
+        probe_jobs: Sequence[str],
         log_path: Path,
+        code_location: str | None = None,
+        workspace: Path | None = None,
         port: int | None = None,
     ):
+        if (code_location is None) == (workspace is None):
+            raise ValueError("give a code location module or a workspace file, not both")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = DagsterWebserver(self.url, timeout_seconds=5)
-        self.probe_job = probe_job
-        command = [str(Path(sys.executable).parent / "dagster-webserver"), "-m", code_location,
+        self.probe_jobs = list(probe_jobs)
+        target = ["-m", code_location] if code_location else ["-w", str(workspace)]
+        command = [str(Path(sys.executable).parent / "dagster-webserver"), *target,
                    "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
         env = {"RAG_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
         super().__init__(command, env=env, log_path=log_path)
 
     def ready(self) -> bool:
         try:
-            self.client.find_job(self.probe_job)
+            for job in self.probe_jobs:
+                self.client.find_job(job)
         except DagsterRequestFailed:
             return False
         return True

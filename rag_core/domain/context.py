@@ -48,6 +48,11 @@ def segments_of(text: str) -> list[str]:
     return segments
 
 
+def model_context(question: str, hits: list[Hit], budget: int | None, score: Scorer) -> list[Hit]:
+    """The passages as a model reads them: cut to the context budget, if there is one."""
+    return hits if budget is None else fit_to_budget(question, hits, budget, score)
+
+
 def fit_to_budget(question: str, hits: list[Hit], budget: int, score: Scorer) -> list[Hit]:
     """The hits, in their order, that fit in about `budget` tokens: whole while they fit,
     then the next one cut to fit if there is room enough (the first one always, so a tight

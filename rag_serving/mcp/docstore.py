@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+import rag_core
 from rag_core import services
 from rag_core.domain.citations import SNIPPET_CHARS
 from rag_core.domain.schemas import (
@@ -89,7 +90,7 @@ def build(
 ) -> MCPServer:
     """The docstore server over `query_service()` (the API's, or one of its own on stdio).
     `local`: the identity of a stdio caller; None for a server behind HTTP authentication."""
-    server = MCPServer(f"rag-{NAME}", instructions=INSTRUCTIONS, version="0.1.0")
+    server = MCPServer(f"rag-{NAME}", instructions=INSTRUCTIONS, version=rag_core.__version__)
 
     def allowed(ctx: Context) -> Principal:
         principal = caller(ctx, local)

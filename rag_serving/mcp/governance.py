@@ -25,6 +25,7 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+import rag_core
 from rag_core import services
 from rag_core.adapters import audit
 from rag_core.adapters.audit import AuditRecord
@@ -99,7 +100,7 @@ class _NotAsked:
 def build(settings: Settings, local: Principal | None) -> MCPServer:
     """The governance server. `local`: the identity of a stdio caller; None for a server
     behind HTTP authentication."""
-    server = MCPServer(f"rag-{NAME}", instructions=INSTRUCTIONS, version="0.1.0")
+    server = MCPServer(f"rag-{NAME}", instructions=INSTRUCTIONS, version=rag_core.__version__)
     store = services.object_store(settings)
 
     def preview_of(scope: ErasureScope) -> ErasurePreview:

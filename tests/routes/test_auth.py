@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from joserfc import jwt
 
 from rag_core.settings import Settings
 from rag_serving.auth import ALGORITHMS, OIDCVerifier, Unauthenticated
 from rag_serving.main import create_app
-from routes.conftest import Issuer, bearer, oidc
+from routes.conftest import AUDIENCE, Issuer, bearer, oidc
 
 SEARCH = {"query": "Which port does the server listen on?", "top_k": 1}
 
@@ -177,3 +178,88 @@ def test_health_stays_open_and_openapi_shows_the_scheme(api: TestClient) -> None
 def test_oidc_mode_refuses_to_start_without_an_issuer() -> None:
     with pytest.raises(ValueError, match="RAG_OIDC_ISSUER"):
         Settings(auth_mode="oidc")
+
+
+CLIENT_ID = "4s8ph5rk2ar6kq0d1ie1vc9p7r"
+RESOURCE_SERVER = "https://rag.example.com"
+
+
+def cognito_token(issuer: Issuer, **claims: object) -> str:
+    """An access token shaped as Cognito issues them: no `aud`, the app client in `client_id`,
+    each scope prefixed with its resource server's identifier. A claim given as None is left
+    out."""
+    now = int(time.time())
+    payload = {
+        "iss": issuer.url, "sub": "0c1b9a52-7d2e-4f4e-9a3c-2f6b1d8e5a10", "token_use": "access",
+        "client_id": CLIENT_ID, "iat": now, "auth_time": now, "exp": now + 300,
+        "scope": f"{RESOURCE_SERVER}/rag:query {RESOURCE_SERVER}/rag:ingest "
+                 "https://other.example.com/rag:admin rag:governance aws.cognito.signin.user.admin",
+        "cognito:groups": ["finance"],
+    } | claims  # fmt: skip
+    present = {name: value for name, value in payload.items() if value is not None}
+    return jwt.encode({"alg": "RS256", "kid": "k1"}, present, issuer.keys["k1"])
+
+
+def cognito_verifier(issuer: Issuer, tmp_path: Path) -> OIDCVerifier:
+    settings = oidc(Settings(home=tmp_path / "rag"), issuer).model_copy(
+        update={
+            "oidc_audience": CLIENT_ID,
+            "oidc_audience_claim": "client_id",
+            "oidc_scope_prefix": f"{RESOURCE_SERVER}/",
+            "oidc_groups_claim": "cognito:groups",
+        }
+    )
+    return OIDCVerifier(settings)
+
+
+def test_cognito_access_tokens_grant_their_resource_servers_scopes_only(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    principal = cognito_verifier(issuer, tmp_path).verify(cognito_token(issuer))
+    # Another resource server's rag:admin and an unprefixed rag:governance grant nothing.
+    assert principal.scopes == {"rag:query", "rag:ingest"}
+    assert principal.groups == {"finance"}
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"client_id": "another-app-client"}, "Invalid claim: 'client_id'"),
+        # A Cognito ID token names its client in `aud` and has no `client_id`.
+        ({"client_id": None, "aud": CLIENT_ID, "token_use": "id"}, "Missing claim: 'client_id'"),
+    ],
+)
+def test_cognito_tokens_of_another_client_are_refused(
+    issuer: Issuer, tmp_path: Path, claims: dict, reason: str
+) -> None:
+    verifier = cognito_verifier(issuer, tmp_path)
+    with pytest.raises(Unauthenticated) as refused:
+        verifier.verify(cognito_token(issuer, **claims))
+    assert str(refused.value) == reason
+
+
+def test_by_default_a_token_needs_an_audience(issuer: Issuer, tmp_path: Path) -> None:
+    verifier = verifier_for(issuer, tmp_path, Clock())
+    with pytest.raises(Unauthenticated) as refused:
+        verifier.verify(cognito_token(issuer))
+    assert str(refused.value) == "Missing claim: 'aud'"
+    # ...and reads scopes as they are, prefixed ones included.
+    scopes = verifier.verify(cognito_token(issuer, aud=AUDIENCE)).scopes
+    assert {"rag:governance", f"{RESOURCE_SERVER}/rag:query"} <= scopes
+
+
+def test_a_cognito_token_passes_the_routes_scope_checks(
+    sample_index: Settings, issuer: Issuer
+) -> None:
+    settings = oidc(sample_index, issuer).model_copy(
+        update={
+            "oidc_audience": CLIENT_ID,
+            "oidc_audience_claim": "client_id",
+            "oidc_scope_prefix": f"{RESOURCE_SERVER}/",
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        search = client.post("/v1/search", json=SEARCH, headers=bearer(cognito_token(issuer)))
+        assert search.status_code == 200 and search.json()["hits"]
+        audit = client.get("/v1/audit", headers=bearer(cognito_token(issuer)))
+        assert audit.status_code == 403 and audit.json()["detail"] == "missing scope rag:governance"

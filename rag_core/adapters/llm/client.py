@@ -10,7 +10,7 @@ import openai
 
 from rag_core.domain.answers import Answerer, Generation
 from rag_core.domain.citations import citation_for, supported_answer
-from rag_core.domain.context import Scorer, fit_to_budget
+from rag_core.domain.context import Scorer, model_context
 from rag_core.domain.prompting import prompt_messages
 from rag_core.domain.schemas import Hit, Usage
 from rag_core.settings import Settings
@@ -64,9 +64,8 @@ class LLMAnswerer:
         return Generation(answer=answer, citations=citations, generator=self.name, usage=usage)
 
     def _context(self, question: str, hits: list[Hit]) -> list[Hit]:
-        """The passages as the model reads them: cut to the context budget, if there is one."""
         budget = self._settings.context_budget_tokens
-        return hits if budget is None else fit_to_budget(question, hits, budget, self._relevance)
+        return model_context(question, hits, budget, self._relevance)
 
     def _request(self, question: str, hits: list[Hit]) -> dict[str, Any]:
         return {

@@ -56,6 +56,37 @@ def open_duckdb(path: Path, read_only: bool) -> Connection:
         time.sleep(0.1)
 
 
+def snowflake_private_key_der(settings: Settings) -> bytes:
+    """`snowflake_private_key` (PEM, opened with its passphrase if any) as unencrypted PKCS#8
+    DER, what the connector takes. A key that cannot be read raises `WarehouseError` saying
+    why (never its content)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        load_pem_private_key,
+    )
+
+    pem = settings.snowflake_private_key.get_secret_value().encode()
+    passphrase = settings.snowflake_private_key_passphrase.get_secret_value().encode()
+    try:
+        key = load_pem_private_key(pem, password=passphrase or None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise WarehouseError(f"RAG_SNOWFLAKE_PRIVATE_KEY cannot be read: {exc}") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise WarehouseError("RAG_SNOWFLAKE_PRIVATE_KEY is not an RSA key, which Snowflake needs")
+    return key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+
+
+def _snowflake_credentials(settings: Settings) -> dict[str, Any]:
+    """A key pair's private key when one is set, else the password."""
+    if settings.snowflake_private_key.get_secret_value():
+        return {"private_key": snowflake_private_key_der(settings)}
+    return {"password": settings.snowflake_password.get_secret_value()}
+
+
 def _open_snowflake(settings: Settings) -> Connection:
     import snowflake.connector
 
@@ -71,7 +102,7 @@ def _open_snowflake(settings: Settings) -> Connection:
     connection: Connection = snowflake.connector.connect(
         account=settings.snowflake_account,
         user=settings.snowflake_user,
-        password=settings.snowflake_password.get_secret_value(),
+        **_snowflake_credentials(settings),
         database=settings.snowflake_database,
         schema=settings.snowflake_schema,
         warehouse=settings.snowflake_warehouse or None,

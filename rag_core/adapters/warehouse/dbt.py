@@ -2,6 +2,7 @@
 document models. Its target, logs and manifest live under RAG_HOME, so the repository stays
 clean."""
 
+import base64
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -9,14 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rag_core.adapters.warehouse.connection import WarehouseError
+from rag_core.adapters.warehouse.connection import WarehouseError, snowflake_private_key_der
 from rag_core.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    """The variables `dbt_project/profiles.yml` reads, from settings."""
+    """The variables `dbt_project/profiles.yml` reads, from settings. A private key goes as
+    base64 DER, opened with its passphrase by the connection's own reader, so a key that
+    cannot be read fails here with the connection's message."""
     env = {
         "RAG_WAREHOUSE_TARGET": settings.warehouse_target,
         "RAG_WAREHOUSE_PATH": str(settings.warehouse_path),
@@ -29,6 +32,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             "RAG_SNOWFLAKE_ACCOUNT": settings.snowflake_account,
             "RAG_SNOWFLAKE_USER": settings.snowflake_user,
             "DBT_ENV_SECRET_SNOWFLAKE_PASSWORD": settings.snowflake_password.get_secret_value(),
+            "DBT_ENV_SECRET_SNOWFLAKE_PRIVATE_KEY": _snowflake_private_key_b64(settings),
             "RAG_SNOWFLAKE_DATABASE": settings.snowflake_database,
             "RAG_SNOWFLAKE_SCHEMA": settings.snowflake_schema,
             "RAG_SNOWFLAKE_WAREHOUSE": settings.snowflake_warehouse,
@@ -38,6 +42,12 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             "RAG_SNOWFLAKE_PROTOCOL": settings.snowflake_protocol,
         }
     return env
+
+
+def _snowflake_private_key_b64(settings: Settings) -> str:
+    if not settings.snowflake_private_key.get_secret_value():
+        return ""
+    return base64.b64encode(snowflake_private_key_der(settings)).decode()
 
 
 @contextmanager

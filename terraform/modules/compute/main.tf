@@ -7,9 +7,15 @@
 # | dagster-webserver | dagster | `dagster-webserver`                       | ALB, dagster_host + Cognito sign-in; dagster-webserver:3000 inside |
 # | dagster-daemon    | dagster | `dagster-daemon run` (exactly one)        | nothing                  |
 # | dagster-code      | dagster | `dagster code-server start` (gRPC :4000)  | dagster-code:4000 (Service Connect) |
+# | dagster-erasure   | dagster | `dagster code-server start` (gRPC :4001)  | dagster-erasure:4001 (Service Connect) |
 #
-# The `erasure` task definition (no service) runs `ragctl forget --resume ID` with the
-# erasure role, the only one allowed to delete object versions (docs/deployment.md).
+# Dagster has two code locations (docker/dagster-workspace.yaml), and the default run launcher
+# runs each run in its location's container, with that service's role: `dagster-code` serves
+# indexing (rag_assets.locations:indexing) and may not delete object versions;
+# `dagster-erasure` serves governance, the `rtbf` job (rag_assets.locations:governance), with
+# the erasure role, the only one allowed to (docs/deployment.md).
+# The `erasure` task definition (no service) is the fallback with the same role: it runs
+# `ragctl forget --resume ID` in process, for a request whose run did not finish.
 terraform {
   required_providers {
     aws = { source = "hashicorp/aws" }
@@ -24,9 +30,13 @@ locals {
     dagster-webserver = "${var.registry}/${var.name}/dagster:${var.image_tag}"
     dagster-daemon    = "${var.registry}/${var.name}/dagster:${var.image_tag}"
     dagster-code      = "${var.registry}/${var.name}/dagster:${var.image_tag}"
+    dagster-erasure   = "${var.registry}/${var.name}/dagster:${var.image_tag}"
     erasure           = "${var.registry}/${var.name}/dagster:${var.image_tag}"
   }
   sm = { for key, name in var.secret_names : key => "aws-sm://${name}" }
+  # The task role of a task definition not named like its role (modules/iam): the governance
+  # code location's runs erase.
+  task_roles = { dagster-erasure = "erasure" }
 
   platform_env = merge(
     {
@@ -36,7 +46,7 @@ locals {
       RAG_S3_REGION               = var.region
       AWS_REGION                  = var.region
       RAG_KAFKA_BOOTSTRAP_SERVERS = var.kafka_bootstrap_servers
-      RAG_KAFKA_CLIENT_CONFIG     = jsonencode({ "security.protocol" = "SASL_SSL", "sasl.mechanism" = "OAUTHBEARER" })
+      RAG_KAFKA_AUTH              = "msk-iam" # SASL/OAUTHBEARER with the task role, signed for RAG_S3_REGION
       RAG_CACHE_URL               = "${local.sm.cache}#url"
       RAG_ORCHESTRATOR            = "dagster"
       RAG_DAGSTER_URL             = "http://dagster-webserver:3000"
@@ -48,14 +58,14 @@ locals {
       RAG_LLM_API_KEY  = "${local.sm.llm}#api_key"
     },
     var.snowflake == null ? {} : {
-      RAG_WAREHOUSE_TARGET    = "snowflake"
-      RAG_SNOWFLAKE_ACCOUNT   = var.snowflake.account
-      RAG_SNOWFLAKE_USER      = var.snowflake.user
-      RAG_SNOWFLAKE_DATABASE  = var.snowflake.database
-      RAG_SNOWFLAKE_SCHEMA    = var.snowflake.schema
-      RAG_SNOWFLAKE_WAREHOUSE = var.snowflake.warehouse
-      RAG_SNOWFLAKE_ROLE      = var.snowflake.role
-      RAG_SNOWFLAKE_PASSWORD  = "${local.sm.snowflake}#password"
+      RAG_WAREHOUSE_TARGET      = "snowflake"
+      RAG_SNOWFLAKE_ACCOUNT     = var.snowflake.account
+      RAG_SNOWFLAKE_USER        = var.snowflake.user
+      RAG_SNOWFLAKE_DATABASE    = var.snowflake.database
+      RAG_SNOWFLAKE_SCHEMA      = var.snowflake.schema
+      RAG_SNOWFLAKE_WAREHOUSE   = var.snowflake.warehouse
+      RAG_SNOWFLAKE_ROLE        = var.snowflake.role
+      RAG_SNOWFLAKE_PRIVATE_KEY = "${local.sm.snowflake}#private_key" # the key pair terraform/snowflake registers
     },
   )
   dagster_env = {
@@ -75,6 +85,12 @@ locals {
         RAG_AUTH_MODE     = "oidc"
         RAG_OIDC_ISSUER   = var.oidc_issuer
         RAG_OIDC_AUDIENCE = var.oidc_audience
+        # Cognito access tokens name their app client in client_id (no aud), prefix each scope
+        # with the resource server's identifier (modules/identity: https://<api_host>) and
+        # list the user's groups in cognito:groups.
+        RAG_OIDC_AUDIENCE_CLAIM = "client_id"
+        RAG_OIDC_SCOPE_PREFIX   = "https://${var.api_host}/"
+        RAG_OIDC_GROUPS_CLAIM   = "cognito:groups"
       })
       secrets = []
       health  = format(local.http_probe, 8000, "/livez")
@@ -98,9 +114,15 @@ locals {
     }
     dagster-code = {
       cpu     = var.dagster_code.cpu, memory = var.dagster_code.memory, port = 4000
-      command = ["dagster", "code-server", "start", "-m", "rag_assets.definitions", "-h", "0.0.0.0", "-p", "4000"]
+      command = ["dagster", "code-server", "start", "-m", "rag_assets.locations", "-a", "indexing", "-h", "0.0.0.0", "-p", "4000"]
       env     = merge(local.platform_env, local.dagster_env), secrets = local.dagster_secrets
       health  = "dagster api grpc-health-check -p 4000"
+    }
+    dagster-erasure = {
+      cpu     = var.dagster_code.cpu, memory = var.dagster_code.memory, port = 4001
+      command = ["dagster", "code-server", "start", "-m", "rag_assets.locations", "-a", "governance", "-h", "0.0.0.0", "-p", "4001"]
+      env     = merge(local.platform_env, local.dagster_env), secrets = local.dagster_secrets
+      health  = "dagster api grpc-health-check -p 4001"
     }
     erasure = {
       cpu     = var.dagster_code.cpu, memory = var.dagster_code.memory, port = null
@@ -109,12 +131,14 @@ locals {
       health  = null
     }
   }
+  # Each service runs the task definition of its name.
   services = {
-    api               = { desired = var.api.min, task = "api", target_group = "api" }
-    worker            = { desired = var.worker.min, task = "worker", target_group = null }
-    dagster-webserver = { desired = 1, task = "dagster-webserver", target_group = "dagster" }
-    dagster-daemon    = { desired = 1, task = "dagster-daemon", target_group = null }
-    dagster-code      = { desired = 1, task = "dagster-code", target_group = null }
+    api               = { desired = var.api.min, target_group = "api" }
+    worker            = { desired = var.worker.min, target_group = null }
+    dagster-webserver = { desired = 1, target_group = "dagster" }
+    dagster-daemon    = { desired = 1, target_group = null }
+    dagster-code      = { desired = 1, target_group = null }
+    dagster-erasure   = { desired = 1, target_group = null }
   }
   autoscaled = {
     api    = var.api
@@ -251,6 +275,16 @@ resource "aws_vpc_security_group_ingress_rule" "code_from_dagster" {
   description                  = "Code location gRPC from ${each.key}"
 }
 
+resource "aws_vpc_security_group_ingress_rule" "erasure_code_from_dagster" {
+  for_each                     = toset(["dagster-webserver", "dagster-daemon"])
+  security_group_id            = aws_security_group.service["dagster-erasure"].id
+  referenced_security_group_id = aws_security_group.service[each.key].id
+  from_port                    = 4001
+  to_port                      = 4001
+  ip_protocol                  = "tcp"
+  description                  = "Governance code location gRPC from ${each.key}"
+}
+
 # --- load balancer --------------------------------------------------------------------
 
 resource "aws_lb" "this" {
@@ -345,7 +379,7 @@ resource "aws_ecs_task_definition" "this" {
   cpu                      = each.value.cpu
   memory                   = each.value.memory
   execution_role_arn       = var.execution_role_arn
-  task_role_arn            = var.task_role_arns[each.key]
+  task_role_arn            = var.task_role_arns[lookup(local.task_roles, each.key, each.key)]
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = "X86_64"
@@ -391,7 +425,7 @@ resource "aws_ecs_service" "this" {
   for_each                          = local.services
   name                              = "${var.name}-${each.key}"
   cluster                           = aws_ecs_cluster.this.id
-  task_definition                   = aws_ecs_task_definition.this[each.value.task].arn
+  task_definition                   = aws_ecs_task_definition.this[each.key].arn
   desired_count                     = each.value.desired
   launch_type                       = "FARGATE"
   platform_version                  = "LATEST"
@@ -422,7 +456,7 @@ resource "aws_ecs_service" "this" {
     enabled   = true
     namespace = aws_service_discovery_http_namespace.this.arn
     dynamic "service" {
-      for_each = contains(["dagster-code", "dagster-webserver"], each.key) ? [each.key] : []
+      for_each = contains(["dagster-code", "dagster-erasure", "dagster-webserver"], each.key) ? [each.key] : []
       content {
         port_name = service.value
         client_alias {

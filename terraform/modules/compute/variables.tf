@@ -143,6 +143,6 @@ variable "worker" {
 }
 
 variable "dagster_code" {
-  description = "The code location runs the Dagster runs (default run launcher)."
+  description = "Each code location (dagster-code, dagster-erasure) runs its Dagster runs (default run launcher); the erasure task gets the same size."
   type        = object({ cpu = number, memory = number })
 }

@@ -8,8 +8,13 @@
 # | dagster-code      | read; write and retire artifacts         | read, write  | Kafka, warehouse secrets   |
 # | dagster-webserver | none                                     | none         | none (PostgreSQL only)     |
 # | dagster-daemon    | none                                     | none         | none (PostgreSQL only)     |
-# | erasure           | everything, incl. every object version   | read, write  | cache, warehouse secrets   |
+# | erasure           | everything, incl. every object version   | read, write  | cache, LLM, warehouse      |
+# |                   |                                          |              | secrets                    |
 #
+# The erasure role is the task role of the `dagster-erasure` service, the governance code
+# location whose container runs the `rtbf` job's runs, and of the one-off `erasure` task, the
+# fallback that finishes a request with `ragctl forget --resume ID` (modules/compute).
+# `dagster-code` serves every other job and keeps no erasure power.
 # Only the erasure role may s3:DeleteObjectVersion. No policy holds a wildcard action or a
 # "*" resource, but for ecr:GetAuthorizationToken, which AWS defines on no resource.
 # Every ARN is spelled from names (not read from resources) so that `terraform plan`

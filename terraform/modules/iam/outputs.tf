@@ -1,5 +1,7 @@
 output "task_role_arns" {
-  value = { for key, role in aws_iam_role.task : key => role.arn }
+  # Spelled from the names, so that the plan shows which role each task runs with; naming
+  # the role resources still orders the tasks after them.
+  value = { for key, role in aws_iam_role.task : key => "${local.arn}:iam::${var.account_id}:role/${role.name}" }
 }
 
 output "task_role_names" {

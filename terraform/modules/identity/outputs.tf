@@ -16,5 +16,6 @@ output "dagster_ui_client_id" {
 }
 
 output "machine_client_id" {
-  value = aws_cognito_user_pool_client.machine.id
+  description = "RAG_OIDC_AUDIENCE: the client its access tokens name in client_id (RAG_OIDC_AUDIENCE_CLAIM)."
+  value       = aws_cognito_user_pool_client.machine.id
 }

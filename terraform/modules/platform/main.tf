@@ -7,13 +7,15 @@ terraform {
 
 locals {
   repositories = ["api", "worker", "dagster"]
-  services     = ["api", "worker", "dagster-webserver", "dagster-daemon", "dagster-code"]
-  # Which secrets each task role reads through aws-sm:// (modules/secrets names them).
+  services     = ["api", "worker", "dagster-webserver", "dagster-daemon", "dagster-code", "dagster-erasure"]
+  # Which secrets each task role reads through aws-sm:// (modules/secrets names them). The
+  # erasure role runs the governance code location on the platform's settings, whose every
+  # aws-sm:// reference is resolved at start-up: the LLM key among them, when there is one.
   role_secrets = {
     api          = ["cache", "llm", "cohere"]
     worker       = ["cache", "snowflake"]
     dagster-code = ["cache", "llm", "snowflake"]
-    erasure      = ["cache", "snowflake"]
+    erasure      = ["cache", "llm", "snowflake"]
   }
   secret_names = {
     for key in ["dagster_db", "redis_auth", "cache", "llm", "snowflake", "cohere"] :
@@ -91,7 +93,7 @@ module "database" {
   name                      = var.name
   vpc_id                    = module.network.vpc_id
   subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = concat([for key in ["dagster-webserver", "dagster-daemon", "dagster-code"] : module.compute.service_security_group_ids[key]], [module.compute.erasure_security_group_id])
+  client_security_group_ids = concat([for key in ["dagster-webserver", "dagster-daemon", "dagster-code", "dagster-erasure"] : module.compute.service_security_group_ids[key]], [module.compute.erasure_security_group_id])
   kms_key_arn               = module.kms.key_arn
   password                  = module.secrets.dagster_db_password
   instance_class            = var.database.instance_class
@@ -106,7 +108,7 @@ module "cache" {
   name                      = var.name
   vpc_id                    = module.network.vpc_id
   subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = concat([for key in ["api", "worker", "dagster-code"] : module.compute.service_security_group_ids[key]], [module.compute.erasure_security_group_id])
+  client_security_group_ids = concat([for key in ["api", "worker", "dagster-code", "dagster-erasure"] : module.compute.service_security_group_ids[key]], [module.compute.erasure_security_group_id])
   kms_key_arn               = module.kms.key_arn
   auth_token                = module.secrets.redis_auth_token
   node_type                 = var.redis.node_type
@@ -150,7 +152,7 @@ module "compute" {
   secret_arns             = module.secrets.arns
   dagster_db              = { host = module.database.address, name = module.database.db_name, username = module.database.username }
   oidc_issuer             = module.identity.issuer
-  oidc_audience           = "https://${var.api_host}"
+  oidc_audience           = module.identity.machine_client_id
   cognito = {
     user_pool_arn = module.identity.user_pool_arn
     client_id     = module.identity.dagster_ui_client_id

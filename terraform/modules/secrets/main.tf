@@ -17,7 +17,7 @@ locals {
   # JSON keys each operator-provided secret holds.
   provided = {
     llm       = "api_key: RAG_LLM_API_KEY"
-    snowflake = "password or private_key: RAG_SNOWFLAKE_PASSWORD"
+    snowflake = "private_key (PEM): RAG_SNOWFLAKE_PRIVATE_KEY"
     cohere    = "api_key: RAG_COHERE_API_KEY"
   }
   names = merge(
