@@ -57,7 +57,7 @@ SETTLE_MS = 1500
 @dataclass(frozen=True)
 class Page:
     path: str
-    click: str | None = None  # the name of a button to press first (a view toggle)
+    click: str | None = None  # the text of a button to press first (a view toggle)
 
 
 API_PAGES = {"api-docs": Page("docs"), "api-redoc": Page("redoc")}
@@ -131,7 +131,7 @@ def take(chromium: str, sites: list[tuple[str, dict[str, Page]]], out_dir: Path)
                 url = f"{base_url}/{page.path}"
                 tab.goto(url, wait_until="networkidle")
                 if page.click:
-                    tab.get_by_role("button", name=page.click, exact=True).click()
+                    tab.get_by_role("button").filter(has_text=page.click).click()
                     tab.wait_for_load_state("networkidle")
                 tab.wait_for_timeout(SETTLE_MS)
                 tab.screenshot(path=out_dir / f"{name}.png")

@@ -14,6 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAG_KAFKA_SESSION_TIMEOUT_MS", "3000")
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from routes.conftest import Issuer
 
 from rag_assets.ingest import ingest_sources, local_instance
 from rag_core import services
@@ -211,3 +212,11 @@ def assert_dead_lettered_for_their_keys(settings: Settings) -> dict[str, str]:
     assert "access sidecar" in reasons[HOSTILE_KEYS[1]]
     assert f"longer than {MAX_SEGMENT_BYTES} bytes" in reasons[HOSTILE_KEYS[2]]
     return reasons
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[Issuer]:
+    """A local OIDC issuer (discovery, keys, signed tokens) for every test that needs one."""
+    server = Issuer()
+    yield server
+    server.stop()

@@ -63,13 +63,6 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    server = Issuer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def sample_api(sample_index: Settings, issuer: Issuer) -> Iterator[Api]:
     """The API over the sample corpus, with OIDC and room for every call of the module."""
     with Api(oidc(sample_index, issuer).model_copy(update=ROOM)) as api:

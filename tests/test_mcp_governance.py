@@ -31,13 +31,6 @@ GOVERNOR = "rag:governance rag:query"
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    server = Issuer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, str]]:
     """Three handbook pages indexed; returns the settings and their doc ids by name."""
     settings = Settings(home=tmp_path_factory.mktemp("governance") / "rag")

@@ -75,13 +75,6 @@ class Issuer:
         self._server.server_close()
 
 
-@pytest.fixture(scope="session")
-def issuer() -> Iterator[Issuer]:
-    server = Issuer()
-    yield server
-    server.stop()
-
-
 def oidc(settings: Settings, issuer: Issuer) -> Settings:
     return settings.model_copy(
         update={"auth_mode": "oidc", "oidc_issuer": issuer.url, "oidc_audience": AUDIENCE}
