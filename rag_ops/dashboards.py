@@ -9,7 +9,7 @@ processes. Both processes import the same metric modules, so each query names it
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,10 +160,18 @@ def rate(metric: str, *matchers: str) -> str:
     return f"rate({select(metric, *matchers)}[{RATE}])"
 
 
-def quantile(q: float, histogram: str, job: str, by: str = "", where: str = "") -> str:
-    """The q-quantile of a histogram's `_bucket` series, per `by` label if given."""
+def quantile(
+    q: float,
+    histogram: str,
+    job: str,
+    by: str = "",
+    where: str = "",
+    joined: Callable[[str], str] = str,
+) -> str:
+    """The q-quantile of a histogram's `_bucket` series, per `by` label if given; `joined`
+    adds labels to the buckets first (`with_profile`)."""
     labels = ", ".join(filter(None, [by, "le"]))
-    buckets = rate(f"{histogram}_bucket", *filter(None, [job, where]))
+    buckets = joined(rate(f"{histogram}_bucket", *filter(None, [job, where])))
     return f"histogram_quantile({q}, sum by ({labels}) ({buckets}))"
 
 
@@ -295,8 +303,13 @@ def answers(objectives: Objectives) -> list[Panel]:
             "s",
             *(
                 Query(
-                    f"histogram_quantile({q}, sum by (profile, model, le) "
-                    f"({with_profile(rate('rag_llm_time_to_first_token_seconds_bucket', API))}))",
+                    quantile(
+                        q,
+                        "rag_llm_time_to_first_token_seconds",
+                        API,
+                        by="profile, model",
+                        joined=with_profile,
+                    ),
                     f"p{round(q * 100)} {{{{profile}}}} {{{{model}}}}",
                 )
                 for q in (0.5, 0.95)
