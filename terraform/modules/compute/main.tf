@@ -265,19 +265,24 @@ resource "aws_vpc_security_group_ingress_rule" "webserver_from_platform" {
   description                  = "Dagster GraphQL from ${each.key} (RAG_ORCHESTRATOR=dagster)"
 }
 
-# Both code locations' gRPC servers (indexing on dagster-code, governance on dagster-erasure),
-# from the webserver and the daemon.
 resource "aws_vpc_security_group_ingress_rule" "code_from_dagster" {
-  for_each = {
-    for pair in setproduct(["dagster-code", "dagster-erasure"], ["dagster-webserver", "dagster-daemon"]) :
-    "${pair[0]}-from-${pair[1]}" => { server = pair[0], client = pair[1] }
-  }
-  security_group_id            = aws_security_group.service[each.value.server].id
-  referenced_security_group_id = aws_security_group.service[each.value.client].id
-  from_port                    = local.tasks[each.value.server].port
-  to_port                      = local.tasks[each.value.server].port
+  for_each                     = toset(["dagster-webserver", "dagster-daemon"])
+  security_group_id            = aws_security_group.service["dagster-code"].id
+  referenced_security_group_id = aws_security_group.service[each.key].id
+  from_port                    = 4000
+  to_port                      = 4000
   ip_protocol                  = "tcp"
-  description                  = "Code location gRPC (${each.value.server}) from ${each.value.client}"
+  description                  = "Code location gRPC from ${each.key}"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "erasure_code_from_dagster" {
+  for_each                     = toset(["dagster-webserver", "dagster-daemon"])
+  security_group_id            = aws_security_group.service["dagster-erasure"].id
+  referenced_security_group_id = aws_security_group.service[each.key].id
+  from_port                    = 4001
+  to_port                      = 4001
+  ip_protocol                  = "tcp"
+  description                  = "Governance code location gRPC from ${each.key}"
 }
 
 # --- load balancer --------------------------------------------------------------------
