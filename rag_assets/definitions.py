@@ -60,7 +60,6 @@ def build_defs(rag: RagResource, serving: Collection[Location] = tuple(Location)
     Erasure's lineage comes from every domain's assets, served here or not, read when a run
     first needs it: by then every asset is in."""
 
-    @cache  # the assets do not change while the location is up; one walk serves every run
     def lineage() -> tuple[Stage, ...]:
         everything = location if set(serving) == set(Location) else build_defs(rag)
         return erasure.lineage_stages(everything.resolve_all_asset_specs())
